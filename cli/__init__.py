@@ -1,0 +1,1 @@
+"""The `anstoss` command: the one place that composes engine, simulator and training."""

@@ -1,0 +1,113 @@
+"""`anstoss` command line. Each subcommand imports only what it needs (serving never loads
+MLflow or the simulator)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.server.app import open_engine, serve_forever, start_server
+
+    config = load_config(args.config)
+    engine = open_engine(config, args.data_dir)
+    reload = None
+    if args.model:
+        from cli.models import ModelFile
+
+        model = ModelFile(engine, Path(args.model), args.model_arm)
+        model.load_if_new()
+        reload = model.reload
+    running = start_server(engine, args.host, args.port, args.workers)
+
+    def ready(port: int) -> None:
+        if args.port_file:
+            tmp = Path(str(args.port_file) + ".tmp")
+            tmp.write_text(str(port))
+            tmp.replace(args.port_file)  # atomic: a reader never sees a half-written port
+        print(f"anstoss serving on {args.host}:{port} (data dir {args.data_dir})", flush=True)
+
+    serve_forever(running, on_ready=ready, on_reload=reload)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo
+
+    return run_demo(Path(args.out), args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anstoss",
+        description="Next-best-action decision engine for customer communication.",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve DecisionService over gRPC",
+        description="Serve anstoss.v1.DecisionService (plus grpc.health.v1 and reflection).",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=50051, help="port; 0 = any free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--data-dir", default="data", help="directory of the SQLite store (default: %(default)s)"
+    )
+    serve.add_argument("--config", help="engine config TOML (default: the shipped one)")
+    serve.add_argument("--model", help="VW model file for the bandit arm; SIGHUP reloads it")
+    serve.add_argument(
+        "--model-arm", default="bandit", help="arm that serves --model (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--workers", type=int, default=8, help="RPC worker threads (default: %(default)s)"
+    )
+    serve.add_argument("--port-file", help="write the bound port to this file once serving")
+    serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser(
+        "demo",
+        help="start a server and run a scripted channel-system session against it",
+        description="Start `anstoss serve` on a free port and play a short scripted session.",
+    )
+    demo.add_argument(
+        "--out", default="demo-output", help="output directory (default: %(default)s)"
+    )
+    demo.add_argument("--config", help="engine config TOML (default: the shipped one)")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    from engine.errors import AnstossError
+
+    try:
+        return int(args.func(args) or 0)
+    except AnstossError as exc:
+        print(f"anstoss {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Engine configuration: frozen dataclasses read from TOML, validated with file-and-key errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from engine.catalog import Catalog, load_catalog
+from engine.errors import ConfigError
+from engine.experiment import POLICY_KINDS, Arm, Experiment
+from engine.rewards import RewardRule
+from engine.tomlconf import Table, load_toml
+
+EXPLORATIONS = ("epsilon", "squarecb")
+
+
+@dataclass(frozen=True)
+class BanditConfig:
+    exploration: str = "epsilon"
+    epsilon: float = 0.1
+    squarecb_gamma_scale: float = 10.0
+    cb_type: str = "mtr"
+    learning_rate: float = 0.5
+    power_t: float = 0.0
+    interactions: tuple[str, ...] = ("UA",)
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_batch: int = 1000
+    max_events: int = 10000
+    max_id_length: int = 128
+    max_features: int = 64
+    max_feature_name_length: int = 64
+    max_feature_value_length: int = 128
+    max_candidates: int = 256
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_concurrent_rpcs: int = 256
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    catalog: Catalog = field(default_factory=load_catalog)
+    experiment: Experiment = field(
+        default_factory=lambda: Experiment(
+            "chain-vs-bandit",
+            "anstoss-2026",
+            (Arm("chain", "chain", 0.5), Arm("bandit", "bandit", 0.5)),
+        )
+    )
+    bandit: BanditConfig = field(default_factory=BanditConfig)
+    rewards: RewardRule = field(default_factory=RewardRule)
+    limits: Limits = field(default_factory=Limits)
+    seed: int = 20261124
+    checkpoint_every: int = 500
+    synchronous: str = "normal"
+    source: str = "<defaults>"
+
+    def with_single_arm(self, policy: str) -> EngineConfig:
+        """The same configuration with one arm that gets all traffic (e.g. for a simulation)."""
+        return dataclasses.replace(self, experiment=Experiment.single(policy))
+
+    def replace(self, **changes: object) -> EngineConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("engine") / "defaults" / "engine.toml"))
+
+
+def load_config(
+    path: str | Path | None = None, policy_kinds: tuple[str, ...] = POLICY_KINDS
+) -> EngineConfig:
+    """Load an engine config (the shipped default when `path` is None)."""
+    path = default_config_path() if path is None else Path(path)
+    root = load_toml(path)
+    catalog_path = root.string("catalog", "")
+    if catalog_path:
+        resolved = Path(catalog_path)
+        if not resolved.is_absolute():
+            resolved = path.parent / resolved
+        catalog = load_catalog(resolved)
+    else:
+        catalog = load_catalog()
+    seed = root.integer("seed", 20261124, minimum=0)
+    experiment = _experiment(root.table("experiment"), policy_kinds)
+    bandit = _bandit(root.table("bandit"))
+    rewards = _rewards(root.table("rewards"))
+    learning = root.table("learning")
+    checkpoint_every = learning.integer("checkpoint_every", 500, minimum=1)
+    learning.reject_unknown()
+    store = root.table("store")
+    synchronous = store.string("synchronous", "normal", choices=("normal", "full"))
+    store.reject_unknown()
+    limits = _limits(root.table("limits"))
+    root.reject_unknown()
+    return EngineConfig(
+        catalog=catalog,
+        experiment=experiment,
+        bandit=bandit,
+        rewards=rewards,
+        limits=limits,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        synchronous=synchronous,
+        source=str(path),
+    )
+
+
+def _experiment(t: Table, kinds: tuple[str, ...]) -> Experiment:
+    name = t.string("name", "chain-vs-bandit")
+    salt = t.string("salt", name)
+    arms = []
+    for a in t.tables("arms"):
+        arms.append(
+            Arm(
+                name=a.string("name"),
+                policy=a.string("policy", choices=kinds),
+                share=a.number("share", minimum=0, maximum=1),
+            )
+        )
+        a.reject_unknown()
+    t.reject_unknown()
+    if not arms:
+        arms = [Arm("chain", "chain", 0.5), Arm("bandit", "bandit", 0.5)]
+    try:
+        return Experiment(name, salt, tuple(arms))
+    except ValueError as exc:
+        raise t.error("arms", str(exc)) from None
+
+
+def _bandit(t: Table) -> BanditConfig:
+    cfg = BanditConfig(
+        exploration=t.string("exploration", "epsilon", choices=EXPLORATIONS),
+        epsilon=t.number("epsilon", 0.1, minimum=0, maximum=1),
+        squarecb_gamma_scale=t.number(
+            "squarecb_gamma_scale", 10.0, minimum=0, exclusive_minimum=True
+        ),
+        cb_type=t.string("cb_type", "mtr", choices=("mtr", "ips", "dr", "dm")),
+        learning_rate=t.number("learning_rate", 0.5, minimum=0, exclusive_minimum=True),
+        power_t=t.number("power_t", 0.0, minimum=0, maximum=1),
+        interactions=tuple(t.strings("interactions", ["UA"])),
+        extra_args=tuple(t.strings("extra_args", [])),
+    )
+    for pair in cfg.interactions:
+        if len(pair) != 2 or not set(pair) <= {"U", "A"}:
+            raise t.error(
+                "interactions", f"expected pairs of namespaces U, A such as 'UA'; got {pair!r}"
+            )
+    if cfg.exploration == "squarecb" and cfg.cb_type != "mtr":
+        raise t.error("cb_type", 'squarecb exploration needs cb_type = "mtr"')
+    t.reject_unknown()
+    return cfg
+
+
+def _rewards(t: Table) -> RewardRule:
+    rule = RewardRule(
+        window_days=t.number("attribution_window_days", 10.0, minimum=0, exclusive_minimum=True),
+        lateness_hours=t.number("allowed_lateness_hours", 24.0, minimum=0),
+        margin_rate=t.number("margin_rate", 0.3, minimum=0, maximum=1),
+        no_outcome_reward=t.number("no_outcome_reward", 0.0),
+        unsubscribe_penalty=t.number("unsubscribe_penalty", 2.0, minimum=0),
+    )
+    t.reject_unknown()
+    return rule
+
+
+def _limits(t: Table) -> Limits:
+    defaults = Limits()
+    values = {
+        f.name: t.integer(f.name, getattr(defaults, f.name), minimum=1)
+        for f in dataclasses.fields(Limits)
+    }
+    t.reject_unknown()
+    return Limits(**values)
+
+
+__all__ = ["BanditConfig", "ConfigError", "EngineConfig", "Limits", "load_config"]

@@ -1,0 +1,270 @@
+"""The decision core: requests -> customer state -> eligible actions -> arm's policy -> logged
+decisions; events and outcomes -> rewards -> online learning, exactly once.
+
+Everything works on columnar batches: a unary call is a batch of one, a stream message a batch of
+many, and the in-process simulator hands over a whole day at a time. One lock serialises calls
+(the VW binding holds the GIL anyway), so the store and the models see one caller at a time.
+
+Exactly-once learning: closing a decision assigns it a ``close_seq`` in the same transaction
+that fixes its reward; a checkpoint stores a model together with the last close_seq it has
+learned. On start, each learning arm loads its newest checkpoint and replays the decisions closed
+after it, so a killed process neither loses nor repeats an update.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.contact import ContactPolicy
+from engine.decisions import ClosedDecisions, DecisionBatch, DecisionRecord
+from engine.errors import AnstossError, ModelError
+from engine.features import build_features
+from engine.hashing import decision_draws, string_keys
+from engine.policy import BanditPolicy, Policy, make_policy
+from engine.requests import DecideBatch, EventBatch, EventResult, Outcome
+from engine.store.base import Checkpoint, LogContext, OutcomeApplied, Store
+
+log = logging.getLogger("anstoss.engine")
+
+
+class PolicyError(AnstossError):
+    """A policy returned probabilities outside the eligible actions or not summing to 1."""
+
+
+class DecisionEngine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        store: Store,
+        policies: Mapping[str, Policy] | None = None,
+    ) -> None:
+        self.config = config
+        self.catalog = config.catalog
+        self.store = store
+        self.experiment = config.experiment
+        self.contact = ContactPolicy(self.catalog)
+        overrides = dict(policies or {})
+        self.policies: list[Policy] = [
+            overrides.pop(arm.name)
+            if arm.name in overrides
+            else make_policy(arm.policy, self.catalog, config.bandit)
+            for arm in self.experiment.arms
+        ]
+        if overrides:
+            raise ValueError(f"policies given for unknown arms: {sorted(overrides)}")
+        self._log_context = LogContext(
+            experiment=self.experiment.name,
+            arm_names=self.experiment.names,
+            arm_policies=tuple(p.kind for p in self.policies),
+        )
+        self._lock = threading.RLock()
+        self._learned_seq = {arm: 0 for arm in self.experiment.names}
+        self._since_checkpoint = {arm: 0 for arm in self.experiment.names}
+        self.updates = 0
+        self._restore()
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def decide(self, batch: DecideBatch) -> DecisionBatch:
+        """Decide for every request of the batch; the decisions are logged when this returns."""
+        with self._lock:
+            n = len(batch)
+            if n:
+                self._advance(int(batch.times.max()))
+            states = self.store.load_states(batch.customer_ids, batch.times)
+            features = build_features(states, batch, self.catalog.occasion_lead_days)
+            eligibility = self.contact.evaluate(states, batch.days_to_occasion, batch.candidates)
+            allowed = eligibility.allowed
+            keys = string_keys(batch.customer_ids)
+            arm = self.experiment.assign(keys)
+            probabilities = np.zeros(allowed.shape)
+            versions = [""] * n
+            for a, policy in enumerate(self.policies):
+                if len(self.policies) == 1:
+                    probabilities = policy.probabilities(features, states, allowed)
+                    versions = [policy.version] * n
+                    break
+                rows = np.flatnonzero(arm == a)
+                if len(rows) == 0:
+                    continue
+                probabilities[rows] = policy.probabilities(
+                    features.rows(rows), states.rows(rows), allowed[rows]
+                )
+                version = policy.version
+                for i in rows.tolist():
+                    versions[i] = version
+            _check_probabilities(probabilities, allowed)
+            chosen = _sample(probabilities, decision_draws(keys, batch.times, self.config.seed))
+            decisions = DecisionBatch(
+                customer_ids=batch.customer_ids,
+                times=batch.times,
+                arm=arm,
+                model_version=versions,
+                features=features,
+                rule=eligibility.rule,
+                probabilities=probabilities,
+                chosen=chosen,
+                window_end=batch.times + self.config.rewards.window_seconds,
+            )
+            self.store.log_decisions(decisions, self._log_context)
+            return decisions
+
+    # -- events, outcomes, learning ---------------------------------------------------------
+
+    def report_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
+        """Apply events in order (idempotent per event id), then let event time advance."""
+        with self._lock:
+            results = self.store.apply_events(events)
+            if len(events):
+                self._advance(int(events.times.max()))
+            return results
+
+    def report_outcome(self, outcome: Outcome) -> OutcomeApplied:
+        with self._lock:
+            applied = self.store.apply_outcome(outcome, self.config.rewards)
+            if applied.closed is not None:
+                self._learn(applied.closed)
+            self._advance(outcome.time)
+            return applied
+
+    def advance(self, time: int) -> int:
+        """Let event time reach `time`: close due windows and learn; returns updates applied."""
+        with self._lock:
+            return self._advance(time)
+
+    def _advance(self, time: int) -> int:
+        closed = self.store.close_due(time, self.config.rewards)
+        return self._learn(closed) if len(closed) else 0
+
+    def _learn(self, closed: ClosedDecisions) -> int:
+        applied = 0
+        arms = np.array(closed.arm, dtype=object)
+        for a, (name, policy) in enumerate(zip(self.experiment.names, self.policies, strict=True)):
+            rows = np.flatnonzero(arms == name)
+            if len(rows) == 0:
+                continue
+            self._learned_seq[name] = max(
+                self._learned_seq[name], int(closed.close_seq[rows].max())
+            )
+            if not policy.learns:
+                continue
+            n = policy.learn(closed.rows(rows) if len(rows) < len(closed) else closed)
+            applied += n
+            self._since_checkpoint[name] += n
+            if self._since_checkpoint[name] >= self.config.checkpoint_every:
+                self._checkpoint(a)
+        self.updates += applied
+        return applied
+
+    # -- models -----------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        for a, (name, policy) in enumerate(zip(self.experiment.names, self.policies, strict=True)):
+            if not isinstance(policy, BanditPolicy):
+                continue
+            after = 0
+            checkpoint = self.store.load_checkpoint(name)
+            if checkpoint is not None:
+                try:
+                    self.policies[a] = BanditPolicy(
+                        self.config.bandit,
+                        self.catalog,
+                        checkpoint.model,
+                        label=checkpoint.label,
+                        updates=checkpoint.updates,
+                    )
+                    after = checkpoint.close_seq
+                except ModelError:
+                    log.exception("arm %s: checkpoint unusable; replaying from a fresh model", name)
+            replay = self.store.closed_since(name, after)
+            self._learned_seq[name] = after
+            if len(replay):
+                n = self.policies[a].learn(replay)
+                self._learned_seq[name] = int(replay.close_seq.max())
+                log.info("arm %s: replayed %d updates after checkpoint %d", name, n, after)
+
+    def _checkpoint(self, arm_index: int) -> None:
+        name = self.experiment.names[arm_index]
+        policy = self.policies[arm_index]
+        if not isinstance(policy, BanditPolicy):
+            return
+        self.store.save_checkpoint(
+            Checkpoint(
+                name, policy.label, policy.updates, self._learned_seq[name], policy.serialize()
+            )
+        )
+        self._since_checkpoint[name] = 0
+
+    def checkpoint(self) -> None:
+        """Checkpoint every learning arm now (e.g. at shutdown)."""
+        with self._lock:
+            for a in range(len(self.policies)):
+                self._checkpoint(a)
+
+    def swap_model(self, arm: str, model_data: bytes, label: str | None = None) -> str:
+        """Serve a new model on a bandit arm, atomically; returns its version.
+
+        The new model is built before the old one is replaced, so a bad model raises ModelError
+        and the old one keeps serving. Decisions closed before the swap are not replayed into it.
+        """
+        with self._lock:
+            a = self._arm_index(arm)
+            policy = self.policies[a]
+            if not isinstance(policy, BanditPolicy):
+                raise ModelError(f"arm {arm!r} runs policy {policy.kind!r}, not a bandit")
+            policy.swap(model_data, label)
+            # The checkpoint records the arm's last closed decision, so a restart replays only
+            # what closes after the swap into the new model.
+            self._checkpoint(a)
+            return policy.version
+
+    def _arm_index(self, arm: str) -> int:
+        try:
+            return self.experiment.names.index(arm)
+        except ValueError:
+            raise ModelError(
+                f"no arm named {arm!r} (arms: {', '.join(self.experiment.names)})"
+            ) from None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_decision(self, decision_id: str) -> tuple[DecisionRecord | None, bool]:
+        """The logged decision and whether its policy has learned from its reward."""
+        with self._lock:
+            record = self.store.get_decision(decision_id)
+            if record is None or record.close_seq is None:
+                return record, False
+            if record.arm not in self._learned_seq:
+                return record, False
+            policy = self.policies[self._arm_index(record.arm)]
+            return record, policy.learns and record.close_seq <= self._learned_seq[record.arm]
+
+    def model_versions(self) -> dict[str, str]:
+        with self._lock:
+            return {
+                arm: p.version for arm, p in zip(self.experiment.names, self.policies, strict=True)
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            self.checkpoint()
+            self.store.close()
+
+
+def _sample(probabilities: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Inverse-CDF sampling per row; never picks an action of probability 0."""
+    cumulative = np.cumsum(probabilities, axis=1)
+    cumulative /= cumulative[:, -1:]
+    return np.argmax(cumulative > draws[:, None], axis=1).astype(np.int64)
+
+
+def _check_probabilities(probabilities: np.ndarray, allowed: np.ndarray) -> None:
+    if len(probabilities) == 0:
+        return
+    if np.any(probabilities[~allowed] != 0) or not np.allclose(probabilities.sum(axis=1), 1.0):
+        raise PolicyError("policy returned probabilities outside the eligible actions")

@@ -1,0 +1,99 @@
+"""Outputs of the decision core: a batch of logged decisions, closed decisions to learn from,
+and one decision read back from the log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.features import FeatureBatch
+
+STATUS_OPEN = 1
+STATUS_CLOSED = 2
+
+
+@dataclass
+class DecisionBatch:
+    """n decisions, columnar; the store assigns `seq` and `decision_ids` when it logs them."""
+
+    customer_ids: list[str]
+    times: np.ndarray  # (n,) int64
+    arm: np.ndarray  # (n,) int64, index into the experiment's arms
+    model_version: list[str]  # per row
+    features: FeatureBatch
+    rule: np.ndarray  # (n, A) uint8 contact rule per action (0 = eligible)
+    probabilities: np.ndarray  # (n, A) float64, 0 outside the eligible set
+    chosen: np.ndarray  # (n,) int64 action index
+    window_end: np.ndarray  # (n,) int64
+    seq: np.ndarray | None = None
+    decision_ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    @property
+    def allowed(self) -> np.ndarray:
+        return self.rule == 0
+
+    @property
+    def probability(self) -> np.ndarray:
+        return self.probabilities[np.arange(len(self)), self.chosen]
+
+
+@dataclass
+class ClosedDecisions:
+    """Decisions whose reward is fixed, in close order: what a policy learns from."""
+
+    decision_ids: list[str]
+    close_seq: np.ndarray  # (n,) int64
+    arm: list[str]
+    features: FeatureBatch
+    allowed: np.ndarray  # (n, A) bool
+    chosen: np.ndarray  # (n,) int64
+    probability: np.ndarray  # (n,) float64
+    reward: np.ndarray  # (n,) float64
+
+    def __len__(self) -> int:
+        return len(self.decision_ids)
+
+    def rows(self, index: np.ndarray) -> ClosedDecisions:
+        return ClosedDecisions(
+            decision_ids=[self.decision_ids[i] for i in index],
+            close_seq=self.close_seq[index],
+            arm=[self.arm[i] for i in index],
+            features=self.features.rows(index),
+            allowed=self.allowed[index],
+            chosen=self.chosen[index],
+            probability=self.probability[index],
+            reward=self.reward[index],
+        )
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One logged decision with the state of its reward (for GetDecision and audits)."""
+
+    decision_id: str
+    seq: int
+    customer_id: str
+    time: int
+    experiment: str
+    arm: str
+    policy: str
+    model_version: str
+    features: dict[str, float | str]
+    eligible: tuple[str, ...]  # action keys
+    probabilities: tuple[float, ...]
+    removed: tuple[tuple[str, int], ...]  # (action key, rule)
+    action: str
+    probability: float
+    cost: float
+    window_end: int
+    status: int
+    attributed_value: float
+    attributed_purchases: int
+    unsubscribes: int
+    reward: float | None
+    close_seq: int | None
+    closed_time: int | None

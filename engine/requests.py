@@ -1,0 +1,127 @@
+"""Inputs of the decision core as columnar batches: decide requests, events, outcomes.
+
+The gRPC layer converts protobuf messages into these (after validation); the simulator builds
+them directly from its arrays. Times are epoch seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+NO_OCCASION = -1
+
+
+@dataclass
+class DecideBatch:
+    """n decide requests. Optional per-row columns may be None when no row sets them."""
+
+    customer_ids: list[str]
+    times: np.ndarray  # (n,) int64
+    acquisition_channel: list[str] | None = None
+    first_order_category: list[str] | None = None
+    region: list[str] | None = None
+    first_order_items: np.ndarray | None = None  # (n,) float64, NaN = unknown
+    days_to_occasion: np.ndarray | None = None  # (n,) int64, NO_OCCASION = unknown
+    extra_numeric: list[dict[str, float]] | None = None
+    extra_categorical: list[dict[str, str]] | None = None
+    candidates: np.ndarray | None = None  # (n, A) bool; None = every action
+
+    def __post_init__(self) -> None:
+        self.times = np.asarray(self.times, dtype=np.int64)
+        if len(self.customer_ids) != len(self.times):
+            raise ValueError("customer_ids and times differ in length")
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    def strings(self, column: list[str] | None) -> list[str]:
+        return column if column is not None else [""] * len(self)
+
+    def slice(self, start: int, stop: int) -> DecideBatch:
+        def cut(column: Any) -> Any:
+            return None if column is None else column[start:stop]
+
+        return DecideBatch(
+            customer_ids=self.customer_ids[start:stop],
+            times=self.times[start:stop],
+            acquisition_channel=cut(self.acquisition_channel),
+            first_order_category=cut(self.first_order_category),
+            region=cut(self.region),
+            first_order_items=cut(self.first_order_items),
+            days_to_occasion=cut(self.days_to_occasion),
+            extra_numeric=cut(self.extra_numeric),
+            extra_categorical=cut(self.extra_categorical),
+            candidates=cut(self.candidates),
+        )
+
+
+class EventType(enum.IntEnum):
+    """Customer events; values equal the protobuf EventType numbers."""
+
+    PURCHASE = 1
+    DELIVERED = 2
+    OPENED = 3
+    CLICKED = 4
+    UNSUBSCRIBED = 5
+    CONSENT_GRANTED = 6
+    CONSENT_WITHDRAWN = 7
+
+
+RESPONSE_EVENTS = frozenset({EventType.DELIVERED, EventType.OPENED, EventType.CLICKED})
+CHANNEL_EVENTS = frozenset(
+    {EventType.UNSUBSCRIBED, EventType.CONSENT_GRANTED, EventType.CONSENT_WITHDRAWN}
+)
+
+
+@dataclass
+class EventBatch:
+    """n customer events, applied in order. `channel` is a catalog channel index or -1."""
+
+    event_ids: list[str]  # "" = no deduplication
+    customer_ids: list[str]
+    times: np.ndarray  # (n,) int64
+    types: np.ndarray  # (n,) int8, EventType values
+    values: np.ndarray  # (n,) float64
+    channels: np.ndarray  # (n,) int64
+    decision_ids: list[str] = field(default_factory=list)  # "" = none; empty list = all none
+
+    def __post_init__(self) -> None:
+        n = len(self.customer_ids)
+        self.times = np.asarray(self.times, dtype=np.int64)
+        self.types = np.asarray(self.types, dtype=np.int8)
+        self.values = np.asarray(self.values, dtype=np.float64)
+        self.channels = np.asarray(self.channels, dtype=np.int64)
+        if not self.decision_ids:
+            self.decision_ids = [""] * n
+        if not self.event_ids:
+            self.event_ids = [""] * n
+        lengths = {
+            len(self.event_ids), n, len(self.times), len(self.types),
+            len(self.values), len(self.channels), len(self.decision_ids),
+        }  # fmt: skip
+        if len(lengths) != 1:
+            raise ValueError("event columns differ in length")
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+
+@dataclass(frozen=True)
+class EventResult:
+    duplicate: bool
+    decisions_attributed: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An outcome for one decision: a final `reward`, or a `value` attributed to it."""
+
+    decision_id: str
+    outcome_id: str
+    time: int
+    reward: float | None = None
+    value: float | None = None

@@ -1,0 +1,1 @@
+"""The gRPC adapter: validation, conversion, the servicer, health, reflection, the client."""

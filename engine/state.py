@@ -1,0 +1,68 @@
+"""What the engine knows about a batch of customers at their decision times (struct of arrays).
+
+Both stores produce this snapshot: the SQLite store from its rows, the memory store from its
+arrays. Everything downstream (features, contact rules, policies) reads only this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.timeutil import DAY
+
+# Per-channel permission state; the latest event by time wins.
+PERMISSION_NONE = 0  # nothing reported: the channel's default consent applies
+PERMISSION_GRANTED = 1
+PERMISSION_WITHDRAWN = 2
+PERMISSION_UNSUBSCRIBED = 3
+
+NO_TIME = -1  # "never" in time arrays
+
+
+@dataclass
+class CustomerStates:
+    """Snapshot of n customers; time columns are epoch seconds, NO_TIME where there is none."""
+
+    times: np.ndarray  # (n,) decision time of each row
+    known: np.ndarray  # (n,) bool: first purchase known
+    first_purchase_time: np.ndarray  # (n,) int64
+    first_order_value: np.ndarray  # (n,) float64
+    purchases: np.ndarray  # (n,) int64, the first one included
+    purchase_value: np.ndarray  # (n,) float64, all purchases
+    last_purchase_time: np.ndarray  # (n,) int64
+    permission: np.ndarray  # (n, C) int8, PERMISSION_*
+    contacts_7d: np.ndarray  # (n, C) int64, contacts in (t - 7 days, t]
+    contacts_30d: np.ndarray  # (n, C) int64, contacts in (t - 30 days, t]
+    last_contact_time: np.ndarray  # (n, C) int64
+    touchpoint_sent: np.ndarray  # (n, T) int64, all-time count per touchpoint
+
+    @classmethod
+    def empty(cls, times: np.ndarray, n_channels: int, n_touchpoints: int) -> CustomerStates:
+        n = len(times)
+        return cls(
+            times=np.asarray(times, dtype=np.int64),
+            known=np.zeros(n, dtype=bool),
+            first_purchase_time=np.full(n, NO_TIME, dtype=np.int64),
+            first_order_value=np.zeros(n),
+            purchases=np.zeros(n, dtype=np.int64),
+            purchase_value=np.zeros(n),
+            last_purchase_time=np.full(n, NO_TIME, dtype=np.int64),
+            permission=np.zeros((n, n_channels), dtype=np.int8),
+            contacts_7d=np.zeros((n, n_channels), dtype=np.int64),
+            contacts_30d=np.zeros((n, n_channels), dtype=np.int64),
+            last_contact_time=np.full((n, n_channels), NO_TIME, dtype=np.int64),
+            touchpoint_sent=np.zeros((n, n_touchpoints), dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def days_since_first_purchase(self) -> np.ndarray:
+        """Whole days since the first purchase; -1 where no purchase is known."""
+        days = (self.times - self.first_purchase_time) // DAY
+        return np.where(self.known, np.maximum(days, 0), -1)
+
+    def rows(self, index: np.ndarray) -> CustomerStates:
+        return CustomerStates(**{k: v[index] for k, v in self.__dict__.items()})

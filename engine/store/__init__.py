@@ -1,0 +1,6 @@
+"""Stores behind one interface: SQLite (server default) and memory (simulator)."""
+
+from engine.store.base import Checkpoint, LogContext, OutcomeApplied, Store
+from engine.store.sqlite import SQLiteStore
+
+__all__ = ["Checkpoint", "LogContext", "OutcomeApplied", "SQLiteStore", "Store"]

@@ -1,0 +1,84 @@
+"""The store interface: customer state, the decision log, events, outcomes, model checkpoints.
+
+Two implementations: `SQLiteStore` (the server's default; one WAL file, durable before a reply)
+and `MemoryStore` (vectorised arrays; the in-process simulator). A networked SQL database would
+implement the same methods. Both must behave identically: tests/unit/test_store_contract.py runs
+one suite against each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from engine.decisions import ClosedDecisions, DecisionBatch, DecisionRecord
+from engine.errors import AnstossError
+from engine.requests import EventBatch, EventResult, Outcome
+from engine.rewards import RewardRule
+from engine.state import CustomerStates
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    arm: str
+    label: str
+    updates: int
+    close_seq: int  # every decision of the arm closed up to here is in the model
+    model: bytes
+
+
+@dataclass(frozen=True)
+class OutcomeApplied:
+    duplicate: bool
+    status: int
+    reward: float | None
+    closed: ClosedDecisions | None  # the decision, when this outcome closed it
+
+
+@dataclass(frozen=True)
+class LogContext:
+    """What the store needs beyond the batch to write decision rows."""
+
+    experiment: str
+    arm_names: tuple[str, ...]
+    arm_policies: tuple[str, ...]
+
+
+class Store(Protocol):
+    instance_id: str
+
+    def load_states(self, customer_ids: list[str], times: np.ndarray) -> CustomerStates: ...
+
+    def log_decisions(self, batch: DecisionBatch, context: LogContext) -> None:
+        """Assign seq and decision ids, write the decisions and their contacts; durable on
+        return."""
+        ...
+
+    def apply_events(self, events: EventBatch) -> list[EventResult | AnstossError]: ...
+
+    def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied: ...
+
+    def close_due(self, watermark: int, rule: RewardRule) -> ClosedDecisions:
+        """Close every open decision whose window end + lateness <= watermark, in order of
+        (window end, seq); assign close_seq; return them."""
+        ...
+
+    def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions: ...
+
+    def get_decision(self, decision_id: str) -> DecisionRecord | None: ...
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+    def load_checkpoint(self, arm: str) -> Checkpoint | None: ...
+
+    @property
+    def watermark(self) -> int: ...
+
+    def decisions_frame(self) -> pd.DataFrame: ...
+
+    def events_frame(self) -> pd.DataFrame: ...
+
+    def close(self) -> None: ...

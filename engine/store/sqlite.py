@@ -1,0 +1,589 @@
+"""The SQLite store: one WAL-mode file per data dir, written before any reply goes out.
+
+Every public method is one transaction. With ``synchronous=NORMAL`` a commit survives a killed
+process (the WAL only has to reach the OS); ``FULL`` also survives a power loss. One process owns
+a data dir; the engine serialises calls, so one connection is enough.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.catalog import Catalog
+from engine.contact import Rule
+from engine.decisions import (
+    STATUS_CLOSED,
+    STATUS_OPEN,
+    ClosedDecisions,
+    DecisionBatch,
+    DecisionRecord,
+)
+from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
+from engine.features import FeatureBatch
+from engine.logschema import DECISION_COLUMNS, EVENT_COLUMNS, finish_decisions, finish_events
+from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
+from engine.rewards import RewardRule
+from engine.state import (
+    NO_TIME,
+    PERMISSION_GRANTED,
+    PERMISSION_UNSUBSCRIBED,
+    PERMISSION_WITHDRAWN,
+    CustomerStates,
+)
+from engine.store.base import Checkpoint, LogContext, OutcomeApplied
+from engine.timeutil import DAY
+
+SCHEMA_VERSION = "1"
+_CHUNK = 500  # customer ids per IN (...) query
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id TEXT PRIMARY KEY,
+    first_purchase_time INTEGER NOT NULL,
+    first_order_value REAL NOT NULL,
+    purchases INTEGER NOT NULL,
+    purchase_value REAL NOT NULL,
+    last_purchase_time INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS permissions (
+    customer_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (customer_id, channel)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY,
+    decision_id TEXT NOT NULL UNIQUE,
+    time INTEGER NOT NULL,
+    customer_id TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    action TEXT NOT NULL,
+    touchpoint TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    probability REAL NOT NULL,
+    cost REAL NOT NULL,
+    features TEXT NOT NULL,
+    eligible TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    removed TEXT NOT NULL,
+    window_end INTEGER NOT NULL,
+    status INTEGER NOT NULL DEFAULT 1,
+    attributed_value REAL NOT NULL DEFAULT 0,
+    attributed_purchases INTEGER NOT NULL DEFAULT 0,
+    unsubscribes INTEGER NOT NULL DEFAULT 0,
+    reward REAL,
+    reward_source TEXT,
+    close_seq INTEGER,
+    closed_time INTEGER
+);
+CREATE INDEX IF NOT EXISTS decisions_by_customer ON decisions (customer_id, time);
+CREATE INDEX IF NOT EXISTS decisions_open_by_end ON decisions (window_end) WHERE status = 1;
+CREATE INDEX IF NOT EXISTS decisions_by_close ON decisions (close_seq) WHERE close_seq IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT,
+    customer_id TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    type INTEGER NOT NULL,
+    value REAL NOT NULL,
+    channel TEXT NOT NULL,
+    decision_id TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (event_id) WHERE event_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outcomes (
+    decision_id TEXT NOT NULL,
+    outcome_id TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    reward REAL,
+    value REAL,
+    PRIMARY KEY (decision_id, outcome_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY,
+    arm TEXT NOT NULL,
+    label TEXT NOT NULL,
+    updates INTEGER NOT NULL,
+    close_seq INTEGER NOT NULL,
+    model BLOB NOT NULL
+);
+"""
+
+_PERMISSION_OF = {
+    EventType.UNSUBSCRIBED: PERMISSION_UNSUBSCRIBED,
+    EventType.CONSENT_GRANTED: PERMISSION_GRANTED,
+    EventType.CONSENT_WITHDRAWN: PERMISSION_WITHDRAWN,
+}
+_CLOSED_COLUMNS = "decision_id, close_seq, arm, features, eligible, action, probability, reward"
+
+
+class SQLiteStore:
+    """The default store: ``<data dir>/anstoss.db``."""
+
+    def __init__(self, path: str | Path, catalog: Catalog, synchronous: str = "normal") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.catalog = catalog
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        self._conn.execute("PRAGMA foreign_keys=OFF")
+        self._conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
+        with self._transaction():
+            meta = dict(self._conn.execute("SELECT key, value FROM meta"))
+            if "instance_id" not in meta:
+                meta = {
+                    "instance_id": secrets.token_hex(6),
+                    "schema": SCHEMA_VERSION,
+                    "watermark": "-1",
+                }
+                self._conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        if meta["schema"] != SCHEMA_VERSION:
+            raise AnstossError(
+                f"{self.path}: schema version {meta['schema']}, expected {SCHEMA_VERSION}"
+            )
+        self.instance_id: str = meta["instance_id"]
+        self._watermark = int(meta["watermark"])
+        self._next_seq = 1 + (
+            self._conn.execute("SELECT max(seq) FROM decisions").fetchone()[0] or 0
+        )
+        self._next_close_seq = 1 + (
+            self._conn.execute("SELECT max(close_seq) FROM decisions").fetchone()[0] or 0
+        )
+        self._refresh_next_due()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _refresh_next_due(self) -> None:
+        row = self._conn.execute(
+            "SELECT min(window_end) FROM decisions WHERE status = 1"
+        ).fetchone()
+        self._next_due = row[0] if row[0] is not None else None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def watermark(self) -> int:
+        return self._watermark
+
+    # -- customer state ---------------------------------------------------------------------
+
+    def load_states(self, customer_ids: list[str], times: np.ndarray) -> CustomerStates:
+        cat = self.catalog
+        st = CustomerStates.empty(times, len(cat.channels), len(cat.touchpoints))
+        rows: dict[str, list[int]] = {}
+        for i, cid in enumerate(customer_ids):
+            rows.setdefault(cid, []).append(i)
+        unique = list(rows)
+        t = st.times
+        week, month = 7 * DAY, 30 * DAY
+        for chunk in _chunks(unique, _CHUNK):
+            marks = ",".join("?" * len(chunk))
+            for cid, first, first_value, n, value, last in self._conn.execute(
+                "SELECT customer_id, first_purchase_time, first_order_value, purchases,"
+                f" purchase_value, last_purchase_time FROM customers WHERE customer_id IN ({marks})",
+                chunk,
+            ):
+                idx = rows[cid]
+                st.known[idx] = True
+                st.first_purchase_time[idx] = first
+                st.first_order_value[idx] = first_value
+                st.purchases[idx] = n
+                st.purchase_value[idx] = value
+                st.last_purchase_time[idx] = last
+            for cid, channel, state in self._conn.execute(
+                "SELECT customer_id, channel, state FROM permissions"
+                f" WHERE customer_id IN ({marks})",
+                chunk,
+            ):
+                c = cat.channel_index.get(channel)
+                if c is not None:
+                    st.permission[rows[cid], c] = state
+            for cid, when, channel, touchpoint in self._conn.execute(
+                "SELECT customer_id, time, channel, touchpoint FROM decisions"
+                f" WHERE customer_id IN ({marks}) AND channel != ''",
+                chunk,
+            ):
+                c = cat.channel_index.get(channel)
+                p = cat.touchpoint_index.get(touchpoint)
+                for i in rows[cid]:
+                    if c is not None:
+                        st.contacts_7d[i, c] += when > t[i] - week
+                        st.contacts_30d[i, c] += when > t[i] - month
+                        st.last_contact_time[i, c] = max(st.last_contact_time[i, c], when)
+                    if p is not None:
+                        st.touchpoint_sent[i, p] += 1
+        return st
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def log_decisions(self, batch: DecisionBatch, context: LogContext) -> None:
+        n = len(batch)
+        cat = self.catalog
+        keys = cat.action_keys
+        seq = np.arange(self._next_seq, self._next_seq + n, dtype=np.int64)
+        ids = [f"{self.instance_id}-{s:010d}" for s in seq.tolist()]
+        rows = []
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        chosen = batch.chosen.tolist()
+        for i in range(n):
+            rule = batch.rule[i]
+            eligible = np.flatnonzero(rule == 0)
+            removed_idx = np.flatnonzero((rule != 0) & (rule != Rule.NOT_CANDIDATE))
+            a = cat.actions[chosen[i]]
+            arm = int(batch.arm[i])
+            rows.append(
+                (
+                    int(seq[i]),
+                    ids[i],
+                    int(batch.times[i]),
+                    batch.customer_ids[i],
+                    context.experiment,
+                    context.arm_names[arm],
+                    context.arm_policies[arm],
+                    batch.model_version[i],
+                    a.key,
+                    a.touchpoint,
+                    a.channel,
+                    float(batch.probabilities[i, a.index]),
+                    a.cost,
+                    dumps(batch.features.record(i)),
+                    dumps([keys[j] for j in eligible]),
+                    dumps(batch.probabilities[i, eligible].tolist()),
+                    dumps([[keys[j], int(rule[j])] for j in removed_idx]),
+                    int(batch.window_end[i]),
+                )
+            )
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO decisions (seq, decision_id, time, customer_id, experiment, arm, policy,"
+                " model_version, action, touchpoint, channel, probability, cost, features, eligible,"
+                " probabilities, removed, window_end)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        self._next_seq += n
+        batch.seq = seq
+        batch.decision_ids = ids
+        if n:
+            earliest = int(batch.window_end.min())
+            self._next_due = earliest if self._next_due is None else min(self._next_due, earliest)
+
+    def get_decision(self, decision_id: str) -> DecisionRecord | None:
+        row = self._conn.execute(
+            "SELECT decision_id, seq, customer_id, time, experiment, arm, policy, model_version,"
+            " features, eligible, probabilities, removed, action, probability, cost, window_end,"
+            " status, attributed_value, attributed_purchases, unsubscribes, reward, close_seq,"
+            " closed_time FROM decisions WHERE decision_id = ?",
+            (decision_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return DecisionRecord(
+            decision_id=row[0],
+            seq=row[1],
+            customer_id=row[2],
+            time=row[3],
+            experiment=row[4],
+            arm=row[5],
+            policy=row[6],
+            model_version=row[7],
+            features=json.loads(row[8]),
+            eligible=tuple(json.loads(row[9])),
+            probabilities=tuple(json.loads(row[10])),
+            removed=tuple((k, int(v)) for k, v in json.loads(row[11])),
+            action=row[12],
+            probability=row[13],
+            cost=row[14],
+            window_end=row[15],
+            status=row[16],
+            attributed_value=row[17],
+            attributed_purchases=row[18],
+            unsubscribes=row[19],
+            reward=row[20],
+            close_seq=row[21],
+            closed_time=row[22],
+        )
+
+    # -- events and outcomes ----------------------------------------------------------------
+
+    def apply_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
+        results: list[EventResult | AnstossError] = []
+        channels = self.catalog.channels
+        with self._transaction() as conn:
+            for i in range(len(events)):
+                etype = EventType(int(events.types[i]))
+                cid = events.customer_ids[i]
+                t = int(events.times[i])
+                value = float(events.values[i])
+                c = int(events.channels[i])
+                channel = channels[c].name if c >= 0 else ""
+                decision_id = events.decision_ids[i]
+                if etype in RESPONSE_EVENTS and not self._decision_exists(decision_id):
+                    results.append(UnknownDecision(decision_id))
+                    continue
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO events (event_id, customer_id, time, type, value, channel,"
+                    " decision_id) VALUES (?,?,?,?,?,?,?)",
+                    (events.event_ids[i] or None, cid, t, int(etype), value, channel, decision_id),
+                )
+                if cursor.rowcount == 0:
+                    results.append(EventResult(duplicate=True, decisions_attributed=0))
+                    continue
+                attributed = 0
+                if etype == EventType.PURCHASE:
+                    conn.execute(
+                        "INSERT INTO customers VALUES (?, ?, ?, 1, ?, ?)"
+                        " ON CONFLICT (customer_id) DO UPDATE SET"
+                        " purchases = purchases + 1,"
+                        " purchase_value = purchase_value + excluded.purchase_value,"
+                        " first_order_value = CASE WHEN excluded.first_purchase_time"
+                        "   < first_purchase_time THEN excluded.first_order_value"
+                        "   ELSE first_order_value END,"
+                        " first_purchase_time = min(first_purchase_time, excluded.first_purchase_time),"
+                        " last_purchase_time = max(last_purchase_time, excluded.last_purchase_time)",
+                        (cid, t, value, value, t),
+                    )
+                    attributed = conn.execute(
+                        "UPDATE decisions SET attributed_value = attributed_value + ?,"
+                        " attributed_purchases = attributed_purchases + 1"
+                        " WHERE customer_id = ? AND status = 1 AND time <= ? AND window_end > ?",
+                        (value, cid, t, t),
+                    ).rowcount
+                elif etype in _PERMISSION_OF:
+                    conn.execute(
+                        "INSERT INTO permissions VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT (customer_id, channel) DO UPDATE SET"
+                        " state = excluded.state, time = excluded.time"
+                        " WHERE excluded.time >= permissions.time",
+                        (cid, channel, _PERMISSION_OF[etype], t),
+                    )
+                    if etype == EventType.UNSUBSCRIBED:
+                        attributed = conn.execute(
+                            "UPDATE decisions SET unsubscribes = unsubscribes + 1"
+                            " WHERE customer_id = ? AND status = 1 AND channel = ?"
+                            " AND time <= ? AND window_end > ?",
+                            (cid, channel, t, t),
+                        ).rowcount
+                results.append(EventResult(duplicate=False, decisions_attributed=attributed))
+        return results
+
+    def _decision_exists(self, decision_id: str) -> bool:
+        return (
+            self._conn.execute(
+                "SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,)
+            ).fetchone()
+            is not None
+        )
+
+    def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT status, reward FROM decisions WHERE decision_id = ?", (outcome.decision_id,)
+            ).fetchone()
+            if row is None:
+                raise UnknownDecision(outcome.decision_id)
+            status, reward = row
+            seen = conn.execute(
+                "SELECT 1 FROM outcomes WHERE decision_id = ? AND outcome_id = ?",
+                (outcome.decision_id, outcome.outcome_id),
+            ).fetchone()
+            if seen is not None:
+                return OutcomeApplied(True, status, reward, None)
+            if status == STATUS_CLOSED:
+                raise OutcomeRejected(
+                    "decision_id",
+                    f"decision {outcome.decision_id} is closed (reward {reward:g});"
+                    " it takes no more outcomes",
+                )
+            conn.execute(
+                "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?)",
+                (
+                    outcome.decision_id,
+                    outcome.outcome_id,
+                    outcome.time,
+                    outcome.reward,
+                    outcome.value,
+                ),
+            )
+            if outcome.value is not None:
+                conn.execute(
+                    "UPDATE decisions SET attributed_value = attributed_value + ?,"
+                    " attributed_purchases = attributed_purchases + 1 WHERE decision_id = ?",
+                    (outcome.value, outcome.decision_id),
+                )
+                return OutcomeApplied(False, STATUS_OPEN, None, None)
+            assert outcome.reward is not None
+            close_seq = self._next_close_seq
+            conn.execute(
+                "UPDATE decisions SET status = 2, reward = ?, reward_source = 'reported',"
+                " close_seq = ?, closed_time = ? WHERE decision_id = ?",
+                (outcome.reward, close_seq, outcome.time, outcome.decision_id),
+            )
+            closed = self._closed(
+                conn.execute(
+                    f"SELECT {_CLOSED_COLUMNS} FROM decisions WHERE decision_id = ?",
+                    (outcome.decision_id,),
+                )
+            )
+        self._next_close_seq += 1
+        return OutcomeApplied(False, STATUS_CLOSED, outcome.reward, closed)
+
+    # -- closing and learning ---------------------------------------------------------------
+
+    def close_due(self, watermark: int, rule: RewardRule) -> ClosedDecisions:
+        self._watermark = max(self._watermark, watermark)
+        cutoff = self._watermark - rule.lateness_seconds
+        if self._next_due is None or self._next_due > cutoff:
+            return self._closed([])
+        with self._transaction() as conn:
+            due = conn.execute(
+                "SELECT seq, attributed_value, attributed_purchases, cost, unsubscribes"
+                " FROM decisions WHERE status = 1 AND window_end <= ? ORDER BY window_end, seq",
+                (cutoff,),
+            ).fetchall()
+            if not due:
+                self._refresh_next_due()
+                return self._closed([])
+            arr = np.array(due, dtype=np.float64)
+            rewards = rule.rewards(arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4])
+            close_seq = np.arange(self._next_close_seq, self._next_close_seq + len(due))
+            conn.executemany(
+                "UPDATE decisions SET status = 2, reward = ?, reward_source = 'window',"
+                " close_seq = ?, closed_time = ? WHERE seq = ?",
+                zip(
+                    rewards.tolist(),
+                    close_seq.tolist(),
+                    [self._watermark] * len(due),
+                    [int(r[0]) for r in due],
+                    strict=True,
+                ),
+            )
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'watermark'", (str(self._watermark),)
+            )
+            closed = self._closed(
+                conn.execute(
+                    f"SELECT {_CLOSED_COLUMNS} FROM decisions"
+                    " WHERE close_seq >= ? AND close_seq < ? ORDER BY close_seq",
+                    (int(close_seq[0]), int(close_seq[-1]) + 1),
+                )
+            )
+            self._refresh_next_due()
+        self._next_close_seq += len(due)
+        return closed
+
+    def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions:
+        return self._closed(
+            self._conn.execute(
+                f"SELECT {_CLOSED_COLUMNS} FROM decisions"
+                " WHERE close_seq > ? AND arm = ? ORDER BY close_seq",
+                (after_close_seq, arm),
+            )
+        )
+
+    def _closed(self, rows: Iterable[Sequence[Any]]) -> ClosedDecisions:
+        cat = self.catalog
+        ids, seqs, arms, feats, choices, probs, rewards = [], [], [], [], [], [], []
+        allowed_rows = []
+        for decision_id, close_seq, arm, features, eligible, action, probability, reward in rows:
+            chosen = cat.index_of_key(action)
+            allowed = np.zeros(cat.n_actions, dtype=bool)
+            for key in json.loads(eligible):
+                j = cat.index_of_key(key)
+                if j is not None:
+                    allowed[j] = True
+            if chosen is None or not allowed[chosen]:
+                continue  # the catalog changed since: this decision cannot be replayed
+            ids.append(decision_id)
+            seqs.append(close_seq)
+            arms.append(arm)
+            feats.append(json.loads(features))
+            allowed_rows.append(allowed)
+            choices.append(chosen)
+            probs.append(probability)
+            rewards.append(reward)
+        return ClosedDecisions(
+            decision_ids=ids,
+            close_seq=np.array(seqs, dtype=np.int64),
+            arm=arms,
+            features=FeatureBatch.from_records(feats),
+            allowed=np.array(allowed_rows, dtype=bool).reshape(len(ids), cat.n_actions),
+            chosen=np.array(choices, dtype=np.int64),
+            probability=np.array(probs, dtype=np.float64),
+            reward=np.array(rewards, dtype=np.float64),
+        )
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO checkpoints (arm, label, updates, close_seq, model) VALUES (?,?,?,?,?)",
+                (
+                    checkpoint.arm,
+                    checkpoint.label,
+                    checkpoint.updates,
+                    checkpoint.close_seq,
+                    checkpoint.model,
+                ),
+            )
+            conn.execute(
+                "DELETE FROM checkpoints WHERE arm = ? AND id NOT IN"
+                " (SELECT id FROM checkpoints WHERE arm = ? ORDER BY id DESC LIMIT 3)",
+                (checkpoint.arm, checkpoint.arm),
+            )
+
+    def load_checkpoint(self, arm: str) -> Checkpoint | None:
+        row = self._conn.execute(
+            "SELECT arm, label, updates, close_seq, model FROM checkpoints WHERE arm = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (arm,),
+        ).fetchone()
+        return None if row is None else Checkpoint(row[0], row[1], row[2], row[3], bytes(row[4]))
+
+    # -- export -----------------------------------------------------------------------------
+
+    def decisions_frame(self) -> pd.DataFrame:
+        columns = ", ".join(DECISION_COLUMNS)
+        frame = pd.read_sql_query(f"SELECT {columns} FROM decisions ORDER BY seq", self._conn)
+        return finish_decisions(frame)
+
+    def events_frame(self) -> pd.DataFrame:
+        frame = pd.read_sql_query(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY seq", self._conn
+        )
+        frame["event_id"] = frame["event_id"].fillna("")
+        return finish_events(frame)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+__all__ = ["NO_TIME", "SQLiteStore"]
