@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-arm", default="bandit", help="arm that serves --model (default: %(default)s)"
     )
     serve.add_argument(
-        "--workers", type=int, default=8, help="RPC worker threads (default: %(default)s)"
+        "--workers", type=int, default=16, help="RPC worker threads (default: %(default)s)"
     )
     serve.add_argument("--port-file", help="write the bound port to this file once serving")
     serve.set_defaults(func=_serve)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.catalog import Catalog
+from engine.decisions import NOT_CANDIDATE
 from engine.requests import NO_OCCASION
 from engine.state import (
     NO_TIME,
@@ -40,7 +41,7 @@ class Rule(enum.IntEnum):
     CHANNEL_CAP_30D = 9
     CAP_7D = 10
     CAP_30D = 11
-    NOT_CANDIDATE = 255  # the caller did not offer it; not reported as removed
+    NOT_CANDIDATE = NOT_CANDIDATE  # the caller did not offer it; not reported as removed
 
 
 @dataclass

@@ -66,6 +66,7 @@ class DecisionEngine:
         self._learned_seq = {arm: 0 for arm in self.experiment.names}
         self._since_checkpoint = {arm: 0 for arm in self.experiment.names}
         self.updates = 0
+        self._advanced_to = -1
         self._restore()
 
     # -- deciding ---------------------------------------------------------------------------
@@ -138,6 +139,9 @@ class DecisionEngine:
             return self._advance(time)
 
     def _advance(self, time: int) -> int:
+        if time <= self._advanced_to:
+            return 0  # event time did not move: nothing new can be due
+        self._advanced_to = time
         closed = self.store.close_due(time, self.config.rewards)
         return self._learn(closed) if len(closed) else 0
 
@@ -264,7 +268,9 @@ def _sample(probabilities: np.ndarray, draws: np.ndarray) -> np.ndarray:
 
 
 def _check_probabilities(probabilities: np.ndarray, allowed: np.ndarray) -> None:
+    """The consent and cap guarantees rest on this: no mass outside the eligible actions."""
     if len(probabilities) == 0:
         return
-    if np.any(probabilities[~allowed] != 0) or not np.allclose(probabilities.sum(axis=1), 1.0):
+    outside = np.where(allowed, 0.0, probabilities).any()
+    if outside or np.abs(probabilities.sum(axis=1) - 1.0).max() > 1e-9:
         raise PolicyError("policy returned probabilities outside the eligible actions")

@@ -3,7 +3,7 @@ and one decision read back from the log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,6 +11,15 @@ from engine.features import FeatureBatch
 
 STATUS_OPEN = 1
 STATUS_CLOSED = 2
+NOT_CANDIDATE = 255  # engine.contact.Rule.NOT_CANDIDATE: not offered by the caller
+
+
+def _by_row(nonzero: tuple[np.ndarray, ...], n: int) -> list[list[int]]:
+    """Column indices of a 2-d np.nonzero result, grouped by row."""
+    rows, cols = nonzero
+    bounds = np.searchsorted(rows, np.arange(n + 1)).tolist()
+    columns = cols.tolist()
+    return [columns[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
 @dataclass
@@ -28,6 +37,8 @@ class DecisionBatch:
     window_end: np.ndarray  # (n,) int64
     seq: np.ndarray | None = None
     decision_ids: list[str] | None = None
+    _eligible: list[list[int]] | None = field(default=None, repr=False)
+    _removed: list[list[int]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -35,6 +46,19 @@ class DecisionBatch:
     @property
     def allowed(self) -> np.ndarray:
         return self.rule == 0
+
+    def eligible_actions(self) -> list[list[int]]:
+        """Per row, the eligible action indices (ascending)."""
+        if self._eligible is None:
+            self._eligible = _by_row(np.nonzero(self.rule == 0), len(self))
+        return self._eligible
+
+    def removed_actions(self) -> list[list[int]]:
+        """Per row, the actions removed by a contact rule (non-candidates excluded)."""
+        if self._removed is None:
+            removed = (self.rule != 0) & (self.rule != NOT_CANDIDATE)
+            self._removed = _by_row(np.nonzero(removed), len(self))
+        return self._removed
 
     @property
     def probability(self) -> np.ndarray:

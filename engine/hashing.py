@@ -14,8 +14,6 @@ from functools import lru_cache
 
 import numpy as np
 
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
-
 
 @lru_cache(maxsize=1 << 20)
 def _key(text: str) -> int:
@@ -27,13 +25,17 @@ def string_keys(texts: Sequence[str]) -> np.ndarray:
     return np.fromiter((_key(t) for t in texts), dtype=np.uint64, count=len(texts))
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
 def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser, vectorised (uint64 in, uint64 out)."""
-    with np.errstate(over="ignore"):
-        z = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK
-        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
-        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
-        return z ^ (z >> np.uint64(31))
+    """The splitmix64 finaliser, vectorised (uint64 arrays in and out; arithmetic wraps)."""
+    z = np.asarray(x, dtype=np.uint64) + _GOLDEN
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
 
 
 def to_unit(x: np.ndarray) -> np.ndarray:
@@ -43,7 +45,7 @@ def to_unit(x: np.ndarray) -> np.ndarray:
 
 def decision_draws(customer_keys: np.ndarray, times: np.ndarray, seed: int) -> np.ndarray:
     """Uniform [0, 1) draws keyed by (seed, customer, time)."""
-    mixed = splitmix64(times.astype(np.uint64) ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF))
+    mixed = splitmix64(times.astype(np.uint64) ^ np.uint64(seed % (1 << 64)))
     return to_unit(splitmix64(customer_keys ^ mixed))
 
 

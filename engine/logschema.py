@@ -8,6 +8,7 @@ same way. JSON columns hold what has no fixed width (features, eligible actions)
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from engine.requests import EventType
@@ -54,6 +55,11 @@ EVENT_COLUMNS: dict[str, str] = {
 
 EVENT_TYPE_NAMES = {int(t): t.name.lower() for t in EventType}
 STATUS_NAMES = {1: "open", 2: "closed"}
+
+
+def to_json(value: object) -> str:
+    """Compact JSON text for the log's JSON columns; floats round-trip exactly."""
+    return orjson.dumps(value).decode()
 
 
 def seconds_to_utc(values: np.ndarray | pd.Series) -> pd.Series:

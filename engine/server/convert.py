@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from engine.catalog import Catalog
 from engine.config import Limits
-from engine.contact import ContactPolicy, Rule
+from engine.contact import ContactPolicy
 from engine.decisions import DecisionBatch, DecisionRecord
 from engine.errors import InvalidRequest, LimitExceeded
 from engine.experiment import Experiment
@@ -54,7 +54,7 @@ class Converter:
         ]
         self._costs = catalog.action_cost.tolist()
         self._keys = catalog.action_keys
-        self._describe_cache: dict[tuple[int, int], str] = {}
+        self._removed_cache: dict[tuple[int, int], pb.RemovedAction] = {}
 
     # -- common fields ----------------------------------------------------------------------
 
@@ -227,60 +227,63 @@ class Converter:
             raise InvalidRequest(field, f"{tp}@{ch} is not an action of the catalog")
         return index
 
-    def decisions(self, batch: DecisionBatch, experiment: Experiment) -> list[pb.Decision]:
-        """Logged decisions -> protobuf, one per row."""
+    def decisions(
+        self,
+        batch: DecisionBatch,
+        experiment: Experiment,
+        into: Sequence[pb.Decision] | None = None,
+    ) -> list[pb.Decision]:
+        """Logged decisions -> protobuf, one per row; `into` fills given (sub)messages in place,
+        e.g. a stream reply's results, instead of building messages that would be copied."""
         assert batch.decision_ids is not None
-        out = []
+        out = list(into) if into is not None else [pb.Decision() for _ in range(len(batch))]
         actions, costs = self._actions, self._costs
         arms = experiment.arms
         chosen = batch.chosen.tolist()
         window_end = batch.window_end.tolist()
         times = batch.times.tolist()
+        eligible = batch.eligible_actions()
+        removed = batch.removed_actions()
+        probabilities = batch.probabilities.tolist()
+        rules = batch.rule.tolist()
+        removed_message = self._removed_message
         for i in range(len(batch)):
-            rule = batch.rule[i]
-            eligible = np.flatnonzero(rule == 0).tolist()
-            probs = batch.probabilities[i]
-            removed = np.flatnonzero((rule != 0) & (rule != Rule.NOT_CANDIDATE)).tolist()
             c = chosen[i]
+            probs = probabilities[i]
             arm = arms[int(batch.arm[i])]
-            out.append(
-                pb.Decision(
-                    decision_id=batch.decision_ids[i],
-                    customer_id=batch.customer_ids[i],
-                    time=Timestamp(seconds=times[i]),
-                    action=actions[c],
-                    no_contact=c == 0,
-                    probability=float(probs[c]),
-                    cost=costs[c],
-                    eligible=[
-                        pb.ActionProbability(
-                            action=actions[a], probability=float(probs[a]), cost=costs[a]
-                        )
-                        for a in eligible
-                    ],
-                    removed=[
-                        pb.RemovedAction(
-                            action=actions[a],
-                            rule=pb.EligibilityRule.ValueType(int(rule[a])),
-                            detail=self._describe(int(rule[a]), a),
-                        )
-                        for a in removed
-                    ],
-                    experiment=experiment.name,
-                    arm=arm.name,
-                    policy=arm.policy,
-                    model_version=batch.model_version[i],
-                    attribution_window_end=Timestamp(seconds=window_end[i]),
-                )
-            )
+            decision = out[i]
+            decision.decision_id = batch.decision_ids[i]
+            decision.customer_id = batch.customer_ids[i]
+            decision.action.CopyFrom(actions[c])
+            decision.no_contact = c == 0
+            decision.probability = probs[c]
+            decision.cost = costs[c]
+            decision.experiment = experiment.name
+            decision.arm = arm.name
+            decision.policy = arm.policy
+            decision.model_version = batch.model_version[i]
+            decision.time.seconds = times[i]
+            decision.attribution_window_end.seconds = window_end[i]
+            add = decision.eligible.add
+            for a in eligible[i]:
+                add(action=actions[a], probability=probs[a], cost=costs[a])
+            row_rules = rules[i]
+            decision.removed.extend([removed_message(row_rules[a], a) for a in removed[i]])
         return out
 
-    def _describe(self, rule: int, action: int) -> str:
+    def _removed_message(self, rule: int, action: int) -> pb.RemovedAction:
         key = (rule, action)
-        text = self._describe_cache.get(key)
-        if text is None:
-            text = self._describe_cache[key] = self.contact.describe(rule, action)
-        return text
+        message = self._removed_cache.get(key)
+        if message is None:
+            message = self._removed_cache[key] = pb.RemovedAction(
+                action=self._actions[action],
+                rule=pb.EligibilityRule.ValueType(rule),
+                detail=self.contact.describe(rule, action),
+            )
+        return message
+
+    def _describe(self, rule: int, action: int) -> str:
+        return self._removed_message(rule, action).detail
 
     def _detail(self, rule: int, key: str) -> str:
         index = self.catalog.index_of_key(key)

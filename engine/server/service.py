@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 import grpc
@@ -26,9 +26,11 @@ from engine.errors import (
 from engine.requests import EventResult
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
 from engine.server._generated.anstoss.v1 import decision_pb2_grpc as pb_grpc
+from engine.server.batching import Combiner
 from engine.server.convert import Converter
 
 log = logging.getLogger("anstoss.server")
+_UNSET = AssertionError("request was neither decided nor rejected")
 
 
 def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -58,6 +60,19 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         self.engine = engine
         self.limits = engine.config.limits
         self.convert = Converter(engine.catalog, self.limits, engine.contact)
+        self.unary = Combiner(self._decide_many, self.limits.max_batch)
+
+    def _decide_many(self, requests: Sequence[pb.DecideRequest]) -> list[pb.Decision | Exception]:
+        """Concurrent unary requests, decided as one batch (see batching.py)."""
+        batch, converted = self.convert.decide_batch(requests)
+        out: list[pb.Decision | Exception] = [
+            converted.errors.get(i) or _UNSET for i in range(len(requests))
+        ]
+        if len(batch):
+            decisions = self.convert.decisions(self.engine.decide(batch), self.engine.experiment)
+            for pos, decision in zip(converted.positions, decisions, strict=True):
+                out[pos] = decision
+        return out
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
@@ -67,13 +82,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
 
     def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
         try:
-            batch, converted = self.convert.decide_batch([request])
-            if converted.errors:
-                raise converted.errors[0]
-            decisions = self.engine.decide(batch)
-            return pb.DecideResponse(
-                decision=self.convert.decisions(decisions, self.engine.experiment)[0]
-            )
+            return pb.DecideResponse(decision=self.unary.submit(request))
         except Exception as exc:
             self._abort(context, exc)
 
@@ -92,20 +101,19 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
                 )
             try:
                 batch, converted = self.convert.decide_batch(message.requests, "requests")
-                results = [pb.DecideResult() for _ in range(n)]
+                reply = pb.DecideBatchResponse()
+                results = [reply.results.add() for _ in range(n)]
                 if len(batch):
-                    decisions = self.engine.decide(batch)
-                    for pos, decision in zip(
-                        converted.positions,
-                        self.convert.decisions(decisions, self.engine.experiment),
-                        strict=True,
-                    ):
-                        results[pos].decision.CopyFrom(decision)
+                    self.convert.decisions(
+                        self.engine.decide(batch),
+                        self.engine.experiment,
+                        into=[results[pos].decision for pos in converted.positions],
+                    )
                 for pos, exc in converted.errors.items():
                     results[pos].error.CopyFrom(_item_error(exc))
             except Exception as exc:
                 self._abort(context, exc)
-            yield pb.DecideBatchResponse(results=results)
+            yield reply
 
     def ReportOutcome(
         self, request: pb.ReportOutcomeRequest, context: grpc.ServicerContext

@@ -8,8 +8,10 @@ a data dir; the engine serialises calls, so one connection is enough.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from engine.catalog import Catalog
-from engine.contact import Rule
 from engine.decisions import (
     STATUS_CLOSED,
     STATUS_OPEN,
@@ -29,7 +30,13 @@ from engine.decisions import (
 )
 from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
 from engine.features import FeatureBatch
-from engine.logschema import DECISION_COLUMNS, EVENT_COLUMNS, finish_decisions, finish_events
+from engine.logschema import (
+    DECISION_COLUMNS,
+    EVENT_COLUMNS,
+    finish_decisions,
+    finish_events,
+    to_json,
+)
 from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
 from engine.rewards import RewardRule
 from engine.state import (
@@ -41,6 +48,8 @@ from engine.state import (
 )
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
 from engine.timeutil import DAY
+
+log = logging.getLogger("anstoss.store")
 
 SCHEMA_VERSION = "1"
 _CHUNK = 500  # customer ids per IN (...) query
@@ -90,7 +99,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     close_seq INTEGER,
     closed_time INTEGER
 );
-CREATE INDEX IF NOT EXISTS decisions_by_customer ON decisions (customer_id, time);
+-- Covering: a customer's contact history (load_states) is read from the index alone.
+CREATE INDEX IF NOT EXISTS decisions_by_customer
+    ON decisions (customer_id, time, channel, touchpoint);
 CREATE INDEX IF NOT EXISTS decisions_open_by_end ON decisions (window_end) WHERE status = 1;
 CREATE INDEX IF NOT EXISTS decisions_by_close ON decisions (close_seq) WHERE close_seq IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
@@ -141,6 +152,10 @@ class SQLiteStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self._conn.execute("PRAGMA foreign_keys=OFF")
+        # Checkpoints (WAL -> database file) run in a background thread, not inside a request's
+        # COMMIT; a committed transaction is durable in the WAL either way.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = _Checkpointer(self.path)
         self._conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
         with self._transaction():
             meta = dict(self._conn.execute("SELECT key, value FROM meta"))
@@ -164,6 +179,7 @@ class SQLiteStore:
             self._conn.execute("SELECT max(close_seq) FROM decisions").fetchone()[0] or 0
         )
         self._refresh_next_due()
+        self._nothing_closed = self._closed([])
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -184,6 +200,7 @@ class SQLiteStore:
         self._next_due = row[0] if row[0] is not None else None
 
     def close(self) -> None:
+        self._checkpointer.stop()
         self._conn.close()
 
     @property
@@ -199,8 +216,6 @@ class SQLiteStore:
         for i, cid in enumerate(customer_ids):
             rows.setdefault(cid, []).append(i)
         unique = list(rows)
-        t = st.times
-        week, month = 7 * DAY, 30 * DAY
         for chunk in _chunks(unique, _CHUNK):
             marks = ",".join("?" * len(chunk))
             for cid, first, first_value, n, value, last in self._conn.execute(
@@ -223,21 +238,36 @@ class SQLiteStore:
                 c = cat.channel_index.get(channel)
                 if c is not None:
                     st.permission[rows[cid], c] = state
-            for cid, when, channel, touchpoint in self._conn.execute(
-                "SELECT customer_id, time, channel, touchpoint FROM decisions"
-                f" WHERE customer_id IN ({marks}) AND channel != ''",
-                chunk,
-            ):
-                c = cat.channel_index.get(channel)
-                p = cat.touchpoint_index.get(touchpoint)
-                for i in rows[cid]:
-                    if c is not None:
-                        st.contacts_7d[i, c] += when > t[i] - week
-                        st.contacts_30d[i, c] += when > t[i] - month
-                        st.last_contact_time[i, c] = max(st.last_contact_time[i, c], when)
-                    if p is not None:
-                        st.touchpoint_sent[i, p] += 1
+        self._load_contacts(st, customer_ids)
         return st
+
+    def _load_contacts(self, st: CustomerStates, customer_ids: list[str]) -> None:
+        """Contact counts per request row, aggregated inside SQLite: the request rows join the
+        covering (customer, time, channel, touchpoint) index and group by row."""
+        cat = self.catalog
+        t = st.times.tolist()
+        week, month = 7 * DAY, 30 * DAY
+        for start in range(0, len(customer_ids), _CHUNK):
+            stop = min(start + _CHUNK, len(customer_ids))
+            values = ",".join(["(?,?,?)"] * (stop - start))
+            params = [x for i in range(start, stop) for x in (i, customer_ids[i], t[i])]
+            result = self._conn.execute(
+                f"WITH request(i, customer_id, t) AS (VALUES {values})"
+                " SELECT r.i, d.channel, d.touchpoint, count(*),"
+                f" sum(d.time > r.t - {week}), sum(d.time > r.t - {month}), max(d.time)"
+                " FROM request r JOIN decisions d ON d.customer_id = r.customer_id"
+                " WHERE d.channel != '' GROUP BY r.i, d.channel, d.touchpoint",
+                params,
+            ).fetchall()
+            for i, channel, touchpoint, n, in7, in30, last in result:
+                c = cat.channel_index.get(channel)
+                if c is not None:
+                    st.contacts_7d[i, c] += in7
+                    st.contacts_30d[i, c] += in30
+                    st.last_contact_time[i, c] = max(st.last_contact_time[i, c], last)
+                p = cat.touchpoint_index.get(touchpoint)
+                if p is not None:
+                    st.touchpoint_sent[i, p] += n
 
     # -- decisions --------------------------------------------------------------------------
 
@@ -247,35 +277,40 @@ class SQLiteStore:
         keys = cat.action_keys
         seq = np.arange(self._next_seq, self._next_seq + n, dtype=np.int64)
         ids = [f"{self.instance_id}-{s:010d}" for s in seq.tolist()]
-        rows = []
-        dumps = json.JSONEncoder(separators=(",", ":")).encode
         chosen = batch.chosen.tolist()
+        times = batch.times.tolist()
+        window_end = batch.window_end.tolist()
+        arms = batch.arm.tolist()
+        probabilities = batch.probabilities.tolist()
+        rules = batch.rule.tolist()
+        eligible = batch.eligible_actions()
+        removed = batch.removed_actions()
+        features = batch.features
+        rows = []
         for i in range(n):
-            rule = batch.rule[i]
-            eligible = np.flatnonzero(rule == 0)
-            removed_idx = np.flatnonzero((rule != 0) & (rule != Rule.NOT_CANDIDATE))
             a = cat.actions[chosen[i]]
-            arm = int(batch.arm[i])
+            probs = probabilities[i]
+            rule = rules[i]
             rows.append(
                 (
                     int(seq[i]),
                     ids[i],
-                    int(batch.times[i]),
+                    times[i],
                     batch.customer_ids[i],
                     context.experiment,
-                    context.arm_names[arm],
-                    context.arm_policies[arm],
+                    context.arm_names[arms[i]],
+                    context.arm_policies[arms[i]],
                     batch.model_version[i],
                     a.key,
                     a.touchpoint,
                     a.channel,
-                    float(batch.probabilities[i, a.index]),
+                    probs[a.index],
                     a.cost,
-                    dumps(batch.features.record(i)),
-                    dumps([keys[j] for j in eligible]),
-                    dumps(batch.probabilities[i, eligible].tolist()),
-                    dumps([[keys[j], int(rule[j])] for j in removed_idx]),
-                    int(batch.window_end[i]),
+                    to_json(features.record(i)),
+                    to_json([keys[j] for j in eligible[i]]),
+                    to_json([probs[j] for j in eligible[i]]),
+                    to_json([[keys[j], rule[j]] for j in removed[i]]),
+                    window_end[i],
                 )
             )
         with self._transaction() as conn:
@@ -459,7 +494,7 @@ class SQLiteStore:
         self._watermark = max(self._watermark, watermark)
         cutoff = self._watermark - rule.lateness_seconds
         if self._next_due is None or self._next_due > cutoff:
-            return self._closed([])
+            return self._nothing_closed
         with self._transaction() as conn:
             due = conn.execute(
                 "SELECT seq, attributed_value, attributed_purchases, cost, unsubscribes"
@@ -468,7 +503,7 @@ class SQLiteStore:
             ).fetchall()
             if not due:
                 self._refresh_next_due()
-                return self._closed([])
+                return self._nothing_closed
             arr = np.array(due, dtype=np.float64)
             rewards = rule.rewards(arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4])
             close_seq = np.arange(self._next_close_seq, self._next_close_seq + len(due))
@@ -579,6 +614,37 @@ class SQLiteStore:
         )
         frame["event_id"] = frame["event_id"].fillna("")
         return finish_events(frame)
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file from its own thread and connection (PASSIVE: it
+    never blocks the writer) whenever the WAL has grown past `threshold` bytes."""
+
+    def __init__(self, path: Path, threshold: int = 32 * 1024 * 1024, every: float = 0.5) -> None:
+        self._wal = Path(f"{path}-wal")
+        self._path = path
+        self._threshold = threshold
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="anstoss-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(self._every):
+                try:
+                    if self._wal.stat().st_size > self._threshold:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except (OSError, sqlite3.Error) as exc:  # busy or vanished: try again later
+                    log.warning("background checkpoint failed: %s", exc)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave a compact file behind
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -1,0 +1,1 @@
+"""`make bench`: performance figures, printed and written to benchmarks/results.json."""

@@ -1,0 +1,609 @@
+"""The memory store: the store interface over numpy arrays, for the in-process simulator.
+
+It keeps the exact semantics of `SQLiteStore` (same attribution, same close order, same float
+arithmetic in the same order), vectorised over a batch: the simulator drives the very decision
+core the server runs, at simulation speed. Nothing is durable; the decision log is kept in
+compact columns and turned into the log schema only when asked (`decisions_frame`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.catalog import Catalog
+from engine.contact import Rule
+from engine.decisions import (
+    STATUS_CLOSED,
+    STATUS_OPEN,
+    ClosedDecisions,
+    DecisionBatch,
+    DecisionRecord,
+)
+from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
+from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
+from engine.logschema import (
+    DECISION_COLUMNS,
+    EVENT_COLUMNS,
+    finish_decisions,
+    finish_events,
+    to_json,
+)
+from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
+from engine.rewards import RewardRule
+from engine.state import (
+    NO_TIME,
+    PERMISSION_GRANTED,
+    PERMISSION_UNSUBSCRIBED,
+    PERMISSION_WITHDRAWN,
+    CustomerStates,
+)
+from engine.store.base import Checkpoint, LogContext, OutcomeApplied
+from engine.timeutil import DAY
+
+_PERMISSION_OF = {
+    int(EventType.UNSUBSCRIBED): PERMISSION_UNSUBSCRIBED,
+    int(EventType.CONSENT_GRANTED): PERMISSION_GRANTED,
+    int(EventType.CONSENT_WITHDRAWN): PERMISSION_WITHDRAWN,
+}
+_KEEP = 30 * DAY  # contact history needed by the rules
+
+
+class _Columns:
+    """Named numpy columns that grow by doubling; rows are appended in batches."""
+
+    def __init__(self, specs: dict[str, tuple[Any, tuple[int, ...], Any]]) -> None:
+        self.n = 0
+        self._specs = specs
+        self.data = {
+            name: np.full((16, *shape), fill, dtype=dtype)
+            for name, (dtype, shape, fill) in specs.items()
+        }
+
+    def reserve(self, rows: int) -> None:
+        capacity = len(next(iter(self.data.values())))
+        if self.n + rows <= capacity:
+            return
+        while capacity < self.n + rows:
+            capacity *= 2
+        for name, (dtype, shape, fill) in self._specs.items():
+            grown = np.full((capacity, *shape), fill, dtype=dtype)
+            grown[: self.n] = self.data[name][: self.n]
+            self.data[name] = grown
+
+    def append(self, **columns: Any) -> np.ndarray:
+        rows = len(next(iter(columns.values())))
+        self.reserve(rows)
+        for name, values in columns.items():
+            self.data[name][self.n : self.n + rows] = values
+        index = np.arange(self.n, self.n + rows)
+        self.n += rows
+        return index
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.data[name]
+
+
+class MemoryStore:
+    """All state in arrays; `instance_id` makes decision ids reproducible (e.g. from a seed)."""
+
+    def __init__(self, catalog: Catalog, instance_id: str = "mem") -> None:
+        self.catalog = catalog
+        self.instance_id = instance_id
+        n_channels, n_touchpoints = len(catalog.channels), len(catalog.touchpoints)
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._cust = _Columns(
+            {
+                "known": (bool, (), False),
+                "first_time": (np.int64, (), NO_TIME),
+                "first_value": (np.float64, (), 0.0),
+                "purchases": (np.int64, (), 0),
+                "value": (np.float64, (), 0.0),
+                "last_time": (np.int64, (), NO_TIME),
+                "permission": (np.int8, (n_channels,), 0),
+                "permission_time": (np.int64, (n_channels,), NO_TIME),
+                "last_contact": (np.int64, (n_channels,), NO_TIME),
+                "tp_sent": (np.int64, (n_touchpoints,), 0),
+            }
+        )
+        # Contact history of the last 30 days (ring per customer) and open decisions per
+        # customer; both widen when a customer needs more slots.
+        self._ring_t = np.full((16, 4), NO_TIME, dtype=np.int64)
+        self._ring_c = np.full((16, 4), -1, dtype=np.int64)
+        self._open = np.full((16, 4), -1, dtype=np.int64)
+        self._dec = _Columns(
+            {
+                "customer": (np.int64, (), -1),
+                "time": (np.int64, (), 0),
+                "arm": (np.int64, (), 0),
+                "version": (np.int64, (), 0),
+                "action": (np.int64, (), 0),
+                "probability": (np.float64, (), 0.0),
+                "window_end": (np.int64, (), 0),
+                "rule": (np.uint8, (catalog.n_actions,), 0),
+                "numeric": (np.float64, (len(NUMERIC_FEATURES),), 0.0),
+                "categorical": (object, (len(CATEGORICAL_FEATURES),), ""),
+                "status": (np.int8, (), STATUS_OPEN),
+                "attributed_value": (np.float64, (), 0.0),
+                "attributed_purchases": (np.int64, (), 0),
+                "unsubscribes": (np.int64, (), 0),
+                "reward": (np.float64, (), np.nan),
+                "reward_source": (object, (), ""),
+                "close_seq": (np.int64, (), -1),
+                "closed_time": (np.int64, (), NO_TIME),
+            }
+        )
+        self._versions: list[str] = []  # distinct model versions
+        self._version_of: dict[str, int] = {}
+        self._eligible_probs: list[np.ndarray] = []  # per logged batch, eligible-ordered
+        self._extras: dict[int, tuple[dict[str, float], dict[str, str]]] = {}
+        self._context: LogContext | None = None
+        self._events: list[dict[str, Any]] = []
+        self._event_ids: set[str] = set()
+        self._outcomes: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._watermark = NO_TIME
+        self._next_close = 1
+        self._next_due: int | None = None  # earliest window end among open decisions
+
+    # -- customers --------------------------------------------------------------------------
+
+    def _index(self, customer_ids: list[str], create: bool) -> np.ndarray:
+        ids = self._ids
+        out = np.fromiter(
+            (ids.get(c, -1) for c in customer_ids), dtype=np.int64, count=len(customer_ids)
+        )
+        if create and (out < 0).any():
+            for pos in np.flatnonzero(out < 0).tolist():
+                cid = customer_ids[pos]
+                if cid not in ids:
+                    ids[cid] = len(self._names)
+                    self._names.append(cid)
+                out[pos] = ids[cid]
+            grow = len(self._names) - self._cust.n
+            self._cust.append(known=np.zeros(grow, dtype=bool))
+            if len(self._ring_t) < self._cust.n:
+                size = max(self._cust.n, 2 * len(self._ring_t))
+                self._ring_t = _grow_rows(self._ring_t, size, NO_TIME)
+                self._ring_c = _grow_rows(self._ring_c, size, -1)
+                self._open = _grow_rows(self._open, size, -1)
+        return out
+
+    @property
+    def watermark(self) -> int:
+        return self._watermark
+
+    def load_states(self, customer_ids: list[str], times: np.ndarray) -> CustomerStates:
+        cat = self.catalog
+        st = CustomerStates.empty(times, len(cat.channels), len(cat.touchpoints))
+        idx = self._index(customer_ids, create=False)
+        rows = np.flatnonzero(idx >= 0)
+        if len(rows) == 0:
+            return st
+        c = idx[rows]
+        cust = self._cust
+        st.known[rows] = cust["known"][c]
+        st.first_purchase_time[rows] = cust["first_time"][c]
+        st.first_order_value[rows] = cust["first_value"][c]
+        st.purchases[rows] = cust["purchases"][c]
+        st.purchase_value[rows] = cust["value"][c]
+        st.last_purchase_time[rows] = cust["last_time"][c]
+        st.permission[rows] = cust["permission"][c]
+        st.last_contact_time[rows] = cust["last_contact"][c]
+        st.touchpoint_sent[rows] = cust["tp_sent"][c]
+        ring_t, ring_c = self._ring_t[c], self._ring_c[c]
+        t = st.times[rows][:, None]
+        in7 = ring_t > t - 7 * DAY
+        in30 = ring_t > t - 30 * DAY
+        for ch in range(len(cat.channels)):
+            on = ring_c == ch
+            st.contacts_7d[rows, ch] = (on & in7).sum(axis=1)
+            st.contacts_30d[rows, ch] = (on & in30).sum(axis=1)
+        return st
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def log_decisions(self, batch: DecisionBatch, context: LogContext) -> None:
+        self._context = context
+        n = len(batch)
+        cust = self._index(batch.customer_ids, create=True)
+        vid = np.empty(n, dtype=np.int64)
+        for version in set(batch.model_version):
+            if version not in self._version_of:
+                self._version_of[version] = len(self._versions)
+                self._versions.append(version)
+        for i, version in enumerate(batch.model_version):
+            vid[i] = self._version_of[version]
+        index = self._dec.append(
+            customer=cust,
+            time=batch.times,
+            arm=batch.arm,
+            version=vid,
+            action=batch.chosen,
+            probability=batch.probability,
+            window_end=batch.window_end,
+            rule=batch.rule,
+            numeric=batch.features.numeric,
+            categorical=batch.features.categorical,
+        )
+        self._eligible_probs.append(batch.probabilities[batch.rule == 0])
+        f = batch.features
+        if f.extra_numeric is not None or f.extra_categorical is not None:
+            for i, seq in enumerate(index.tolist()):
+                numeric = f.extra_numeric[i] if f.extra_numeric is not None else {}
+                categorical = f.extra_categorical[i] if f.extra_categorical is not None else {}
+                if numeric or categorical:
+                    self._extras[seq] = (numeric, categorical)
+        seq = index + 1
+        batch.seq = seq
+        batch.decision_ids = [f"{self.instance_id}-{s:010d}" for s in seq.tolist()]
+        self._add_open(cust, index)
+        if n:
+            earliest = int(batch.window_end.min())
+            self._next_due = earliest if self._next_due is None else min(self._next_due, earliest)
+        contact = np.flatnonzero(batch.chosen != 0)
+        if len(contact):
+            self._add_contacts(cust[contact], batch.times[contact], batch.chosen[contact])
+
+    def _add_open(self, cust: np.ndarray, decisions: np.ndarray) -> None:
+        for rows in _rounds(cust):
+            c = cust[rows]
+            free = self._open[c] < 0
+            if not free.any(axis=1).all():
+                self._open = _grow_cols(self._open, -1)
+                free = self._open[c] < 0
+            self._open[c, free.argmax(axis=1)] = decisions[rows]
+
+    def _add_contacts(self, cust: np.ndarray, times: np.ndarray, actions: np.ndarray) -> None:
+        cat = self.catalog
+        channel = cat.action_channel[actions]
+        touchpoint = cat.action_touchpoint[actions]
+        for rows in _rounds(cust):
+            c = cust[rows]
+            t = times[rows]
+            # Overwrite the oldest slot; widen the ring when it is still inside 30 days.
+            slot = self._ring_t[c].argmin(axis=1)
+            if (self._ring_t[c, slot] > t - _KEEP).any():
+                self._ring_t = _grow_cols(self._ring_t, NO_TIME)
+                self._ring_c = _grow_cols(self._ring_c, -1)
+                slot = self._ring_t[c].argmin(axis=1)
+            self._ring_t[c, slot] = t
+            self._ring_c[c, slot] = channel[rows]
+            last = self._cust["last_contact"]
+            last[c, channel[rows]] = np.maximum(last[c, channel[rows]], t)
+            self._cust["tp_sent"][c, touchpoint[rows]] += 1
+
+    def _seq_of(self, decision_id: str) -> int | None:
+        prefix, _, number = decision_id.rpartition("-")
+        if prefix != self.instance_id or not number.isdigit():
+            return None
+        seq = int(number)
+        return seq if 1 <= seq <= self._dec.n else None
+
+    def get_decision(self, decision_id: str) -> DecisionRecord | None:
+        seq = self._seq_of(decision_id)
+        if seq is None:
+            return None
+        frame = self._frame(np.array([seq - 1]))
+        row = frame.iloc[0]
+        return DecisionRecord(
+            decision_id=decision_id,
+            seq=seq,
+            customer_id=row["customer_id"],
+            time=int(row["time"]),
+            experiment=row["experiment"],
+            arm=row["arm"],
+            policy=row["policy"],
+            model_version=row["model_version"],
+            features=json.loads(row["features"]),
+            eligible=tuple(json.loads(row["eligible"])),
+            probabilities=tuple(json.loads(row["probabilities"])),
+            removed=tuple((k, int(v)) for k, v in json.loads(row["removed"])),
+            action=row["action"],
+            probability=float(row["probability"]),
+            cost=float(row["cost"]),
+            window_end=int(row["window_end"]),
+            status=int(row["status"]),
+            attributed_value=float(row["attributed_value"]),
+            attributed_purchases=int(row["attributed_purchases"]),
+            unsubscribes=int(row["unsubscribes"]),
+            reward=None if row["close_seq"] < 0 else float(row["reward"]),
+            close_seq=None if row["close_seq"] < 0 else int(row["close_seq"]),
+            closed_time=None if row["close_seq"] < 0 else int(row["closed_time"]),
+        )
+
+    # -- events and outcomes ----------------------------------------------------------------
+
+    def apply_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
+        n = len(events)
+        results: list[EventResult | AnstossError] = [EventResult(False, 0)] * n
+        keep = np.ones(n, dtype=bool)
+        types = events.types
+        for i in np.flatnonzero(np.isin(types, [int(t) for t in RESPONSE_EVENTS])).tolist():
+            if self._seq_of(events.decision_ids[i]) is None:
+                results[i] = UnknownDecision(events.decision_ids[i])
+                keep[i] = False
+        for i, event_id in enumerate(events.event_ids):
+            if event_id and keep[i]:
+                if event_id in self._event_ids:
+                    results[i] = EventResult(True, 0)
+                    keep[i] = False
+                else:
+                    self._event_ids.add(event_id)
+        rows = np.flatnonzero(keep)
+        if len(rows) == 0:
+            return results
+        cust = self._index([events.customer_ids[i] for i in rows.tolist()], create=True)
+        attributed = np.zeros(n, dtype=np.int64)
+        kinds = types[rows]
+        purchase = kinds == EventType.PURCHASE
+        if purchase.any():
+            p = rows[purchase]
+            self._purchases(cust[purchase], events.times[p], events.values[p])
+            attributed[p] = self._attribute(cust[purchase], events.times[p], events.values[p], None)
+        for j in np.flatnonzero(np.isin(kinds, list(_PERMISSION_OF))).tolist():
+            i = int(rows[j])
+            c, ch, t = int(cust[j]), int(events.channels[i]), int(events.times[i])
+            if t >= self._cust["permission_time"][c, ch]:
+                self._cust["permission"][c, ch] = _PERMISSION_OF[int(types[i])]
+                self._cust["permission_time"][c, ch] = t
+            if types[i] == EventType.UNSUBSCRIBED:
+                attributed[i] = self._attribute(cust[j : j + 1], events.times[i : i + 1], None, ch)[
+                    0
+                ]
+        for i in rows.tolist():
+            results[i] = EventResult(False, int(attributed[i]))
+            self._events.append(
+                {
+                    "event_id": events.event_ids[i],
+                    "customer_id": events.customer_ids[i],
+                    "time": int(events.times[i]),
+                    "type": int(types[i]),
+                    "value": float(events.values[i]),
+                    "channel": self.catalog.channels[events.channels[i]].name
+                    if events.channels[i] >= 0
+                    else "",
+                    "decision_id": events.decision_ids[i],
+                }
+            )
+        return results
+
+    def _purchases(self, cust: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        c = self._cust
+        # Earliest purchase per customer in the batch (first arrival wins ties), as SQLite's
+        # sequential upserts give.
+        order = np.lexsort((np.arange(len(cust)), times, cust))
+        first = order[np.r_[True, cust[order][1:] != cust[order][:-1]]]
+        fc, ft, fv = cust[first], times[first], values[first]
+        replace = ~c["known"][fc] | (ft < c["first_time"][fc])
+        c["first_value"][fc[replace]] = fv[replace]
+        c["first_time"][fc[replace]] = ft[replace]
+        c["known"][fc] = True
+        np.add.at(c["purchases"], cust, 1)
+        np.add.at(c["value"], cust, values)
+        np.maximum.at(c["last_time"], cust, times)
+
+    def _attribute(
+        self, cust: np.ndarray, times: np.ndarray, values: np.ndarray | None, channel: int | None
+    ) -> np.ndarray:
+        """Attribute to every open decision of the customer whose window holds the time."""
+        slots = self._open[cust]
+        valid = slots >= 0
+        safe = np.where(valid, slots, 0)
+        t = times[:, None]
+        d = self._dec
+        hit = valid & (d["time"][safe] <= t) & (t < d["window_end"][safe])
+        if channel is not None:
+            hit &= self.catalog.action_channel[d["action"][safe]] == channel
+        targets = safe[hit]
+        if values is None:
+            np.add.at(d["unsubscribes"], targets, 1)
+        else:
+            np.add.at(
+                d["attributed_value"], targets, np.broadcast_to(values[:, None], hit.shape)[hit]
+            )
+            np.add.at(d["attributed_purchases"], targets, 1)
+        return hit.sum(axis=1)
+
+    def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
+        seq = self._seq_of(outcome.decision_id)
+        if seq is None:
+            raise UnknownDecision(outcome.decision_id)
+        i = seq - 1
+        d = self._dec
+        status = int(d["status"][i])
+        reward = None if d["close_seq"][i] < 0 else float(d["reward"][i])
+        key = (outcome.decision_id, outcome.outcome_id)
+        if key in self._outcomes:
+            return OutcomeApplied(True, status, reward, None)
+        if status == STATUS_CLOSED:
+            raise OutcomeRejected(
+                "decision_id",
+                f"decision {outcome.decision_id} is closed (reward {reward:g}); it takes no more outcomes",
+            )
+        self._outcomes[key] = (outcome.reward, outcome.value)
+        if outcome.value is not None:
+            d["attributed_value"][i] += outcome.value
+            d["attributed_purchases"][i] += 1
+            return OutcomeApplied(False, STATUS_OPEN, None, None)
+        assert outcome.reward is not None
+        index = np.array([i])
+        self._close(index, np.array([outcome.reward]), outcome.time, "reported")
+        return OutcomeApplied(False, STATUS_CLOSED, outcome.reward, self._closed(index))
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def close_due(self, watermark: int, rule: RewardRule) -> ClosedDecisions:
+        self._watermark = max(self._watermark, watermark)
+        cutoff = self._watermark - rule.lateness_seconds
+        if self._next_due is None or self._next_due > cutoff:
+            return self._closed(np.zeros(0, dtype=np.int64))
+        slots = self._open[: len(self._names)]
+        candidates = slots[slots >= 0]
+        d = self._dec
+        ends = d["window_end"][candidates]
+        due = candidates[ends <= cutoff]
+        remaining = ends[ends > cutoff]
+        self._next_due = int(remaining.min()) if len(remaining) else None
+        if len(due) == 0:
+            return self._closed(due)
+        due = due[np.lexsort((due, d["window_end"][due]))]
+        cost = self.catalog.action_cost[d["action"][due]]
+        rewards = rule.rewards(
+            d["attributed_value"][due], d["attributed_purchases"][due], cost, d["unsubscribes"][due]
+        )
+        self._close(due, rewards, self._watermark, "window")
+        return self._closed(due)
+
+    def _close(self, index: np.ndarray, rewards: np.ndarray, when: int, source: str) -> None:
+        d = self._dec
+        d["status"][index] = STATUS_CLOSED
+        d["reward"][index] = rewards
+        d["reward_source"][index] = source
+        d["close_seq"][index] = np.arange(self._next_close, self._next_close + len(index))
+        d["closed_time"][index] = when
+        self._next_close += len(index)
+        cust = d["customer"][index]
+        open_ = self._open
+        hit = open_[cust] == index[:, None]
+        rows, cols = np.nonzero(hit)
+        open_[cust[rows], cols] = -1
+
+    def _closed(self, index: np.ndarray) -> ClosedDecisions:
+        d = self._dec
+        names = self._context.arm_names if self._context else ()
+        extra_num, extra_cat = None, None
+        if self._extras:
+            extra_num = [self._extras.get(int(i), ({}, {}))[0] for i in index]
+            extra_cat = [self._extras.get(int(i), ({}, {}))[1] for i in index]
+        return ClosedDecisions(
+            decision_ids=[f"{self.instance_id}-{i + 1:010d}" for i in index.tolist()],
+            close_seq=d["close_seq"][index],
+            arm=[names[a] for a in d["arm"][index].tolist()],
+            features=FeatureBatch(
+                d["numeric"][index], d["categorical"][index], extra_num, extra_cat
+            ),
+            allowed=d["rule"][index] == Rule.NONE,
+            chosen=d["action"][index],
+            probability=d["probability"][index],
+            reward=d["reward"][index],
+        )
+
+    def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions:
+        d = self._dec
+        names = self._context.arm_names if self._context else ()
+        if arm not in names:
+            return self._closed(np.zeros(0, dtype=np.int64))
+        n = self._dec.n
+        seqs = d["close_seq"][:n]
+        index = np.flatnonzero((seqs > after_close_seq) & (d["arm"][:n] == names.index(arm)))
+        return self._closed(index[np.argsort(seqs[index], kind="stable")])
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._checkpoints[checkpoint.arm] = checkpoint
+
+    def load_checkpoint(self, arm: str) -> Checkpoint | None:
+        return self._checkpoints.get(arm)
+
+    # -- export -----------------------------------------------------------------------------
+
+    def _frame(self, index: np.ndarray) -> pd.DataFrame:
+        """Raw decision rows (times in seconds) for the given row indices."""
+        cat = self.catalog
+        d = self._dec
+        ctx = self._context or LogContext("", (), ())
+        keys = np.array(cat.action_keys, dtype=object)
+        probs = np.concatenate(self._eligible_probs) if self._eligible_probs else np.zeros(0)
+        rule = d["rule"][: d.n]
+        offsets = np.r_[0, np.cumsum((rule == 0).sum(axis=1))]
+        dumps = to_json
+        rows = []
+        for i in index.tolist():
+            r = rule[i]
+            eligible = np.flatnonzero(r == 0)
+            removed = np.flatnonzero((r != 0) & (r != Rule.NOT_CANDIDATE))
+            features = FeatureBatch(d["numeric"][i : i + 1], d["categorical"][i : i + 1])
+            record = features.record(0)
+            if i in self._extras:
+                numeric, categorical = self._extras[i]
+                record.update({f"extra.{k}": v for k, v in {**numeric, **categorical}.items()})
+            action = int(d["action"][i])
+            arm = int(d["arm"][i])
+            rows.append(
+                {
+                    "decision_id": f"{self.instance_id}-{i + 1:010d}",
+                    "seq": i + 1,
+                    "time": int(d["time"][i]),
+                    "customer_id": self._names[int(d["customer"][i])],
+                    "experiment": ctx.experiment,
+                    "arm": ctx.arm_names[arm] if ctx.arm_names else "",
+                    "policy": ctx.arm_policies[arm] if ctx.arm_policies else "",
+                    "model_version": self._versions[int(d["version"][i])],
+                    "action": keys[action],
+                    "touchpoint": cat.actions[action].touchpoint,
+                    "channel": cat.actions[action].channel,
+                    "probability": float(d["probability"][i]),
+                    "cost": float(cat.action_cost[action]),
+                    "features": dumps(record),
+                    "eligible": dumps(keys[eligible].tolist()),
+                    "probabilities": dumps(probs[offsets[i] : offsets[i + 1]].tolist()),
+                    "removed": dumps([[keys[j], int(r[j])] for j in removed]),
+                    "window_end": int(d["window_end"][i]),
+                    "status": int(d["status"][i]),
+                    "attributed_value": float(d["attributed_value"][i]),
+                    "attributed_purchases": int(d["attributed_purchases"][i]),
+                    "unsubscribes": int(d["unsubscribes"][i]),
+                    "reward": float(d["reward"][i]),
+                    "reward_source": d["reward_source"][i] or None,
+                    "close_seq": int(d["close_seq"][i]),
+                    "closed_time": int(d["closed_time"][i]),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def decisions_frame(self) -> pd.DataFrame:
+        frame = self._frame(np.arange(self._dec.n))
+        if frame.empty:
+            frame = pd.DataFrame({c: [] for c in DECISION_COLUMNS})
+        frame.loc[frame["close_seq"] < 0, "close_seq"] = np.nan
+        return finish_decisions(frame)
+
+    def events_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self._events, columns=[c for c in EVENT_COLUMNS if c != "seq"])
+        frame.insert(0, "seq", np.arange(1, len(frame) + 1))
+        return finish_events(frame)
+
+    def close(self) -> None:
+        pass
+
+
+def _rounds(keys: np.ndarray) -> list[np.ndarray]:
+    """Split row positions into rounds in which every key appears at most once, keeping order
+    (a customer with two decisions in one batch gets them applied one after the other)."""
+    if len(keys) == 0:
+        return []
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))
+    occurrence = np.empty(len(keys), dtype=np.int64)
+    occurrence[order] = np.arange(len(keys)) - group_start
+    return [np.flatnonzero(occurrence == k) for k in range(int(occurrence.max()) + 1)]
+
+
+def _grow_rows(array: np.ndarray, rows: int, fill: Any) -> np.ndarray:
+    grown = np.full((rows, *array.shape[1:]), fill, dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
+def _grow_cols(array: np.ndarray, fill: Any) -> np.ndarray:
+    grown = np.full((array.shape[0], array.shape[1] * 2), fill, dtype=array.dtype)
+    grown[:, : array.shape[1]] = array
+    return grown
