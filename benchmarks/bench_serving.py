@@ -140,7 +140,9 @@ def _raw_vw(seconds: float) -> float:
     catalog = load_catalog()
     rng = np.random.default_rng(1)
     n = 2000
-    states = CustomerStates.empty(np.full(n, T0), len(catalog.channels), len(catalog.touchpoints))
+    states = CustomerStates.empty(
+        [f"c{i}" for i in range(n)], np.full(n, T0), len(catalog.channels), len(catalog.touchpoints)
+    )
     states.known[:] = True
     states.first_purchase_time[:] = T0 - rng.integers(0, 60, n) * DAY
     states.first_order_value[:] = rng.gamma(4, 15, n)

@@ -36,6 +36,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from cli.simulate import run_simulation
+
+    return run_simulation(args)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from cli.simulate import run_calibration
+
+    return run_calibration(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
@@ -76,6 +88,78 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port-file", help="write the bound port to this file once serving")
     serve.set_defaults(func=_serve)
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="simulate new customers under a policy (or calibrate a scenario: simulate calibrate)",
+        description="Simulate a cohort of new customers after their first purchase; the engine "
+        "decides the touches in-process or, with --via, through a running `anstoss serve`.",
+    )
+    simulate.add_argument("--scenario", help="scenario TOML (default: the shipped one)")
+    simulate.add_argument(
+        "--policy",
+        default="chain",
+        choices=["chain", "bandit", "random", "none", "oracle", "experiment"],
+        help="who decides: one policy for everyone, or the arms of the experiment "
+        "(--config, or the server's with --via) (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--customers", type=int, default=10_000, help="new customers (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--days", type=int, default=365, help="days simulated per customer (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the world and the engine (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--out", help="write summary.json and Parquet files of customers, decisions, events here"
+    )
+    simulate.add_argument(
+        "--via", metavar="HOST:PORT", help="decide through this running anstoss server"
+    )
+    simulate.add_argument(
+        "--config", help="engine config TOML for in-process runs (default: the shipped one)"
+    )
+    simulate.add_argument(
+        "--truth", action="store_true", help="log every decision's true action values and regret"
+    )
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(func=_simulate)
+    simulate_sub = simulate.add_subparsers(dest="simulate_command", metavar="[calibrate]")
+    calibrate = simulate_sub.add_parser(
+        "calibrate",
+        help="fit the no-marketing behaviour to a transaction log and check it on a holdout",
+        description="Fit the purchase core (Pareto/NBD), the follow-up burst and the spend model "
+        "on the first W weeks of a purchase log, simulate the rest, and compare.",
+    )
+    calibrate.add_argument(
+        "--transactions", required=True, help="purchase log: customer, date, amount per row"
+    )
+    calibrate.add_argument(
+        "--calibration-weeks", type=int, required=True, help="weeks fitted; the rest is the holdout"
+    )
+    calibrate.add_argument(
+        "--columns",
+        help="where the fields are: customer=1,date=2,amount=4 (1-based positions) or header names",
+    )
+    calibrate.add_argument(
+        "--skip-bad-rows", action="store_true", help="report malformed rows and go on"
+    )
+    calibrate.add_argument(
+        "--scenario", dest="base_scenario", help="scenario to take everything else from"
+    )
+    calibrate.add_argument(
+        "--seed", type=int, default=0, help="seed of the holdout simulation (default: %(default)s)"
+    )
+    calibrate.add_argument(
+        "--out", required=True, help="directory for the fitted scenario and calibration.json"
+    )
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
+    calibrate.set_defaults(func=_calibrate)
 
     demo = sub.add_parser(
         "demo",

@@ -14,6 +14,11 @@ STATUS_CLOSED = 2
 NOT_CANDIDATE = 255  # engine.contact.Rule.NOT_CANDIDATE: not offered by the caller
 
 
+def format_decision_id(prefix: str, seq: int) -> str:
+    """A decision's id: the store's instance prefix and its place in the log."""
+    return f"{prefix}-{seq:010d}"
+
+
 def _by_row(nonzero: tuple[np.ndarray, ...], n: int) -> list[list[int]]:
     """Column indices of a 2-d np.nonzero result, grouped by row."""
     rows, cols = nonzero
@@ -24,7 +29,8 @@ def _by_row(nonzero: tuple[np.ndarray, ...], n: int) -> list[list[int]]:
 
 @dataclass
 class DecisionBatch:
-    """n decisions, columnar; the store assigns `seq` and `decision_ids` when it logs them."""
+    """n decisions, columnar; the store assigns `seq` and `id_prefix` when it logs them, and
+    `decision_ids` are formatted from those on first use."""
 
     customer_ids: list[str]
     times: np.ndarray  # (n,) int64
@@ -36,7 +42,8 @@ class DecisionBatch:
     chosen: np.ndarray  # (n,) int64 action index
     window_end: np.ndarray  # (n,) int64
     seq: np.ndarray | None = None
-    decision_ids: list[str] | None = None
+    id_prefix: str | None = None
+    _ids: list[str] | None = field(default=None, repr=False)
     _eligible: list[list[int]] | None = field(default=None, repr=False)
     _removed: list[list[int]] | None = field(default=None, repr=False)
 
@@ -46,6 +53,12 @@ class DecisionBatch:
     @property
     def allowed(self) -> np.ndarray:
         return self.rule == 0
+
+    @property
+    def decision_ids(self) -> list[str] | None:
+        if self._ids is None and self.seq is not None and self.id_prefix is not None:
+            self._ids = [format_decision_id(self.id_prefix, s) for s in self.seq.tolist()]
+        return self._ids
 
     def eligible_actions(self) -> list[list[int]]:
         """Per row, the eligible action indices (ascending)."""
@@ -69,7 +82,7 @@ class DecisionBatch:
 class ClosedDecisions:
     """Decisions whose reward is fixed, in close order: what a policy learns from."""
 
-    decision_ids: list[str]
+    seq: np.ndarray  # (n,) the decisions' seq in the log
     close_seq: np.ndarray  # (n,) int64
     arm: list[str]
     features: FeatureBatch
@@ -79,11 +92,11 @@ class ClosedDecisions:
     reward: np.ndarray  # (n,) float64
 
     def __len__(self) -> int:
-        return len(self.decision_ids)
+        return len(self.chosen)
 
     def rows(self, index: np.ndarray) -> ClosedDecisions:
         return ClosedDecisions(
-            decision_ids=[self.decision_ids[i] for i in index],
+            seq=self.seq[index],
             close_seq=self.close_seq[index],
             arm=[self.arm[i] for i in index],
             features=self.features.rows(index),

@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
+_CACHE: dict[str, int] = {}
+_CACHE_LIMIT = 1 << 21  # ids kept hashed; cleared beyond (a plain dict is faster than lru_cache)
 
-@lru_cache(maxsize=1 << 20)
+
 def _key(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 def string_keys(texts: Sequence[str]) -> np.ndarray:
     """64-bit stable keys of strings (uint64)."""
-    return np.fromiter((_key(t) for t in texts), dtype=np.uint64, count=len(texts))
+    cache = _CACHE
+    get = cache.get
+    keys = [get(t) for t in texts]
+    if None in keys:
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        for i, key in enumerate(keys):
+            if key is None:
+                keys[i] = cache[texts[i]] = _key(texts[i])
+    return np.array(keys, dtype=np.uint64)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

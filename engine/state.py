@@ -25,6 +25,7 @@ NO_TIME = -1  # "never" in time arrays
 class CustomerStates:
     """Snapshot of n customers; time columns are epoch seconds, NO_TIME where there is none."""
 
+    customer_ids: list[str]
     times: np.ndarray  # (n,) decision time of each row
     known: np.ndarray  # (n,) bool: first purchase known
     first_purchase_time: np.ndarray  # (n,) int64
@@ -39,9 +40,12 @@ class CustomerStates:
     touchpoint_sent: np.ndarray  # (n, T) int64, all-time count per touchpoint
 
     @classmethod
-    def empty(cls, times: np.ndarray, n_channels: int, n_touchpoints: int) -> CustomerStates:
+    def empty(
+        cls, customer_ids: list[str], times: np.ndarray, n_channels: int, n_touchpoints: int
+    ) -> CustomerStates:
         n = len(times)
         return cls(
+            customer_ids=list(customer_ids),
             times=np.asarray(times, dtype=np.int64),
             known=np.zeros(n, dtype=bool),
             first_purchase_time=np.full(n, NO_TIME, dtype=np.int64),
@@ -65,4 +69,5 @@ class CustomerStates:
         return np.where(self.known, np.maximum(days, 0), -1)
 
     def rows(self, index: np.ndarray) -> CustomerStates:
-        return CustomerStates(**{k: v[index] for k, v in self.__dict__.items()})
+        picked = {k: v[index] for k, v in self.__dict__.items() if k != "customer_ids"}
+        return CustomerStates(customer_ids=[self.customer_ids[i] for i in index], **picked)

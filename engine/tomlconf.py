@@ -7,6 +7,7 @@ a number >= 0, got -1``.
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
 from collections.abc import Iterator
@@ -56,7 +57,9 @@ class Table:
         self._used.add(name)
         if name not in self.data:
             if required:
-                raise self.error(name, "required key is missing")
+                close = difflib.get_close_matches(name, [k for k in self.data if k != name], n=1)
+                hint = f" (is {close[0]!r} a typo?)" if close else ""
+                raise self.error(name, "required key is missing" + hint)
             return default
         return self.data[name]
 
@@ -160,7 +163,5 @@ def _kind(value: Any) -> str:
 
 
 def _suggest(name: str, known: set[str]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(name, sorted(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -22,6 +22,7 @@ from engine.decisions import (
     ClosedDecisions,
     DecisionBatch,
     DecisionRecord,
+    format_decision_id,
 )
 from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
 from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
@@ -50,6 +51,8 @@ _PERMISSION_OF = {
     int(EventType.CONSENT_WITHDRAWN): PERMISSION_WITHDRAWN,
 }
 _KEEP = 30 * DAY  # contact history needed by the rules
+_RESPONSE_CODES = [int(t) for t in RESPONSE_EVENTS]
+_DUPLICATE = EventResult(True, 0)
 
 
 class _Columns:
@@ -70,8 +73,9 @@ class _Columns:
         while capacity < self.n + rows:
             capacity *= 2
         for name, (dtype, shape, fill) in self._specs.items():
-            grown = np.full((capacity, *shape), fill, dtype=dtype)
+            grown = np.empty((capacity, *shape), dtype=dtype)
             grown[: self.n] = self.data[name][: self.n]
+            grown[self.n :] = fill
             self.data[name] = grown
 
     def append(self, **columns: Any) -> np.ndarray:
@@ -90,12 +94,16 @@ class _Columns:
 class MemoryStore:
     """All state in arrays; `instance_id` makes decision ids reproducible (e.g. from a seed)."""
 
-    def __init__(self, catalog: Catalog, instance_id: str = "mem") -> None:
+    def __init__(
+        self, catalog: Catalog, instance_id: str = "mem", expected_decisions: int = 0
+    ) -> None:
         self.catalog = catalog
         self.instance_id = instance_id
         n_channels, n_touchpoints = len(catalog.channels), len(catalog.touchpoints)
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
+        self._last_ids: list[str] | None = None
+        self._last_index = np.zeros(0, dtype=np.int64)
         self._cust = _Columns(
             {
                 "known": (bool, (), False),
@@ -137,12 +145,13 @@ class MemoryStore:
                 "closed_time": (np.int64, (), NO_TIME),
             }
         )
+        self._dec.reserve(expected_decisions)  # growing copies every column: size it up front
         self._versions: list[str] = []  # distinct model versions
         self._version_of: dict[str, int] = {}
         self._eligible_probs: list[np.ndarray] = []  # per logged batch, eligible-ordered
         self._extras: dict[int, tuple[dict[str, float], dict[str, str]]] = {}
         self._context: LogContext | None = None
-        self._events: list[dict[str, Any]] = []
+        self._events: list[tuple[EventBatch, np.ndarray]] = []  # applied rows per batch
         self._event_ids: set[str] = set()
         self._outcomes: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
@@ -153,10 +162,12 @@ class MemoryStore:
     # -- customers --------------------------------------------------------------------------
 
     def _index(self, customer_ids: list[str], create: bool) -> np.ndarray:
+        # The core loads states, then logs decisions for the same list: look it up once.
+        if customer_ids is self._last_ids and (not create or (self._last_index >= 0).all()):
+            return self._last_index
         ids = self._ids
-        out = np.fromiter(
-            (ids.get(c, -1) for c in customer_ids), dtype=np.int64, count=len(customer_ids)
-        )
+        get = ids.get
+        out = np.array([get(c, -1) for c in customer_ids], dtype=np.int64)
         if create and (out < 0).any():
             for pos in np.flatnonzero(out < 0).tolist():
                 cid = customer_ids[pos]
@@ -171,6 +182,7 @@ class MemoryStore:
                 self._ring_t = _grow_rows(self._ring_t, size, NO_TIME)
                 self._ring_c = _grow_rows(self._ring_c, size, -1)
                 self._open = _grow_rows(self._open, size, -1)
+        self._last_ids, self._last_index = customer_ids, out
         return out
 
     @property
@@ -179,7 +191,7 @@ class MemoryStore:
 
     def load_states(self, customer_ids: list[str], times: np.ndarray) -> CustomerStates:
         cat = self.catalog
-        st = CustomerStates.empty(times, len(cat.channels), len(cat.touchpoints))
+        st = CustomerStates.empty(customer_ids, times, len(cat.channels), len(cat.touchpoints))
         idx = self._index(customer_ids, create=False)
         rows = np.flatnonzero(idx >= 0)
         if len(rows) == 0:
@@ -238,9 +250,8 @@ class MemoryStore:
                 categorical = f.extra_categorical[i] if f.extra_categorical is not None else {}
                 if numeric or categorical:
                     self._extras[seq] = (numeric, categorical)
-        seq = index + 1
-        batch.seq = seq
-        batch.decision_ids = [f"{self.instance_id}-{s:010d}" for s in seq.tolist()]
+        batch.seq = index + 1
+        batch.id_prefix = self.instance_id
         self._add_open(cust, index)
         if n:
             earliest = int(batch.window_end.min())
@@ -320,25 +331,38 @@ class MemoryStore:
 
     def apply_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
         n = len(events)
-        results: list[EventResult | AnstossError] = [EventResult(False, 0)] * n
         keep = np.ones(n, dtype=bool)
+        errors: dict[int, AnstossError] = {}
         types = events.types
-        for i in np.flatnonzero(np.isin(types, [int(t) for t in RESPONSE_EVENTS])).tolist():
+        for i in np.flatnonzero(np.isin(types, _RESPONSE_CODES)).tolist():
             if self._seq_of(events.decision_ids[i]) is None:
-                results[i] = UnknownDecision(events.decision_ids[i])
+                errors[i] = UnknownDecision(events.decision_ids[i])
                 keep[i] = False
+        seen = self._event_ids
+        duplicate = np.zeros(n, dtype=bool)
         for i, event_id in enumerate(events.event_ids):
             if event_id and keep[i]:
-                if event_id in self._event_ids:
-                    results[i] = EventResult(True, 0)
+                if event_id in seen:
+                    duplicate[i] = True
                     keep[i] = False
                 else:
-                    self._event_ids.add(event_id)
+                    seen.add(event_id)
         rows = np.flatnonzero(keep)
-        if len(rows) == 0:
-            return results
-        cust = self._index([events.customer_ids[i] for i in rows.tolist()], create=True)
         attributed = np.zeros(n, dtype=np.int64)
+        if len(rows):
+            self._apply(events, rows, attributed)
+            self._events.append((events, rows))
+        fresh = EventResult(False, 0)
+        return [
+            errors[i]
+            if i in errors
+            else (_DUPLICATE if duplicate[i] else EventResult(False, a) if a else fresh)
+            for i, a in enumerate(attributed.tolist())
+        ]
+
+    def _apply(self, events: EventBatch, rows: np.ndarray, attributed: np.ndarray) -> None:
+        types = events.types
+        cust = self._index([events.customer_ids[i] for i in rows.tolist()], create=True)
         kinds = types[rows]
         purchase = kinds == EventType.PURCHASE
         if purchase.any():
@@ -355,22 +379,6 @@ class MemoryStore:
                 attributed[i] = self._attribute(cust[j : j + 1], events.times[i : i + 1], None, ch)[
                     0
                 ]
-        for i in rows.tolist():
-            results[i] = EventResult(False, int(attributed[i]))
-            self._events.append(
-                {
-                    "event_id": events.event_ids[i],
-                    "customer_id": events.customer_ids[i],
-                    "time": int(events.times[i]),
-                    "type": int(types[i]),
-                    "value": float(events.values[i]),
-                    "channel": self.catalog.channels[events.channels[i]].name
-                    if events.channels[i] >= 0
-                    else "",
-                    "decision_id": events.decision_ids[i],
-                }
-            )
-        return results
 
     def _purchases(self, cust: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
         c = self._cust
@@ -481,7 +489,7 @@ class MemoryStore:
             extra_num = [self._extras.get(int(i), ({}, {}))[0] for i in index]
             extra_cat = [self._extras.get(int(i), ({}, {}))[1] for i in index]
         return ClosedDecisions(
-            decision_ids=[f"{self.instance_id}-{i + 1:010d}" for i in index.tolist()],
+            seq=index + 1,
             close_seq=d["close_seq"][index],
             arm=[names[a] for a in d["arm"][index].tolist()],
             features=FeatureBatch(
@@ -528,16 +536,15 @@ class MemoryStore:
             r = rule[i]
             eligible = np.flatnonzero(r == 0)
             removed = np.flatnonzero((r != 0) & (r != Rule.NOT_CANDIDATE))
-            features = FeatureBatch(d["numeric"][i : i + 1], d["categorical"][i : i + 1])
-            record = features.record(0)
-            if i in self._extras:
-                numeric, categorical = self._extras[i]
-                record.update({f"extra.{k}": v for k, v in {**numeric, **categorical}.items()})
+            numeric, categorical = self._extras.get(i, ({}, {}))
+            record = FeatureBatch(
+                d["numeric"][i : i + 1], d["categorical"][i : i + 1], [numeric], [categorical]
+            ).record(0)
             action = int(d["action"][i])
             arm = int(d["arm"][i])
             rows.append(
                 {
-                    "decision_id": f"{self.instance_id}-{i + 1:010d}",
+                    "decision_id": format_decision_id(self.instance_id, i + 1),
                     "seq": i + 1,
                     "time": int(d["time"][i]),
                     "customer_id": self._names[int(d["customer"][i])],
@@ -575,7 +582,23 @@ class MemoryStore:
         return finish_decisions(frame)
 
     def events_frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self._events, columns=[c for c in EVENT_COLUMNS if c != "seq"])
+        names = np.array([c.name for c in self.catalog.channels] + [""], dtype=object)
+        parts = [
+            pd.DataFrame(
+                {
+                    "event_id": [b.event_ids[i] for i in rows.tolist()],
+                    "customer_id": [b.customer_ids[i] for i in rows.tolist()],
+                    "time": b.times[rows],
+                    "type": b.types[rows].astype(np.int64),
+                    "value": b.values[rows],
+                    "channel": names[b.channels[rows]],
+                    "decision_id": [b.decision_ids[i] for i in rows.tolist()],
+                }
+            )
+            for b, rows in self._events
+        ]
+        columns = [c for c in EVENT_COLUMNS if c != "seq"]
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
         frame.insert(0, "seq", np.arange(1, len(frame) + 1))
         return finish_events(frame)
 

@@ -27,6 +27,7 @@ from engine.decisions import (
     ClosedDecisions,
     DecisionBatch,
     DecisionRecord,
+    format_decision_id,
 )
 from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
 from engine.features import FeatureBatch
@@ -138,7 +139,7 @@ _PERMISSION_OF = {
     EventType.CONSENT_GRANTED: PERMISSION_GRANTED,
     EventType.CONSENT_WITHDRAWN: PERMISSION_WITHDRAWN,
 }
-_CLOSED_COLUMNS = "decision_id, close_seq, arm, features, eligible, action, probability, reward"
+_CLOSED_COLUMNS = "seq, close_seq, arm, features, eligible, action, probability, reward"
 
 
 class SQLiteStore:
@@ -211,7 +212,7 @@ class SQLiteStore:
 
     def load_states(self, customer_ids: list[str], times: np.ndarray) -> CustomerStates:
         cat = self.catalog
-        st = CustomerStates.empty(times, len(cat.channels), len(cat.touchpoints))
+        st = CustomerStates.empty(customer_ids, times, len(cat.channels), len(cat.touchpoints))
         rows: dict[str, list[int]] = {}
         for i, cid in enumerate(customer_ids):
             rows.setdefault(cid, []).append(i)
@@ -276,7 +277,7 @@ class SQLiteStore:
         cat = self.catalog
         keys = cat.action_keys
         seq = np.arange(self._next_seq, self._next_seq + n, dtype=np.int64)
-        ids = [f"{self.instance_id}-{s:010d}" for s in seq.tolist()]
+        ids = [format_decision_id(self.instance_id, s) for s in seq.tolist()]
         chosen = batch.chosen.tolist()
         times = batch.times.tolist()
         window_end = batch.window_end.tolist()
@@ -323,7 +324,7 @@ class SQLiteStore:
             )
         self._next_seq += n
         batch.seq = seq
-        batch.decision_ids = ids
+        batch.id_prefix = self.instance_id
         if n:
             earliest = int(batch.window_end.min())
             self._next_due = earliest if self._next_due is None else min(self._next_due, earliest)
@@ -543,9 +544,9 @@ class SQLiteStore:
 
     def _closed(self, rows: Iterable[Sequence[Any]]) -> ClosedDecisions:
         cat = self.catalog
-        ids, seqs, arms, feats, choices, probs, rewards = [], [], [], [], [], [], []
+        seqs, close_seqs, arms, feats, choices, probs, rewards = [], [], [], [], [], [], []
         allowed_rows = []
-        for decision_id, close_seq, arm, features, eligible, action, probability, reward in rows:
+        for seq, close_seq, arm, features, eligible, action, probability, reward in rows:
             chosen = cat.index_of_key(action)
             allowed = np.zeros(cat.n_actions, dtype=bool)
             for key in json.loads(eligible):
@@ -554,8 +555,8 @@ class SQLiteStore:
                     allowed[j] = True
             if chosen is None or not allowed[chosen]:
                 continue  # the catalog changed since: this decision cannot be replayed
-            ids.append(decision_id)
-            seqs.append(close_seq)
+            seqs.append(seq)
+            close_seqs.append(close_seq)
             arms.append(arm)
             feats.append(json.loads(features))
             allowed_rows.append(allowed)
@@ -563,11 +564,11 @@ class SQLiteStore:
             probs.append(probability)
             rewards.append(reward)
         return ClosedDecisions(
-            decision_ids=ids,
-            close_seq=np.array(seqs, dtype=np.int64),
+            seq=np.array(seqs, dtype=np.int64),
+            close_seq=np.array(close_seqs, dtype=np.int64),
             arm=arms,
             features=FeatureBatch.from_records(feats),
-            allowed=np.array(allowed_rows, dtype=bool).reshape(len(ids), cat.n_actions),
+            allowed=np.array(allowed_rows, dtype=bool).reshape(len(seqs), cat.n_actions),
             chosen=np.array(choices, dtype=np.int64),
             probability=np.array(probs, dtype=np.float64),
             reward=np.array(rewards, dtype=np.float64),
@@ -636,7 +637,9 @@ class _Checkpointer:
                 try:
                     if self._wal.stat().st_size > self._threshold:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except (OSError, sqlite3.Error) as exc:  # busy or vanished: try again later
+                except FileNotFoundError:
+                    continue  # no WAL: nothing to copy
+                except (OSError, sqlite3.Error) as exc:  # busy: try again later
                     log.warning("background checkpoint failed: %s", exc)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave a compact file behind
         finally:

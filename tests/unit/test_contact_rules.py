@@ -18,7 +18,9 @@ from tests.conftest import DAY, T0
 
 
 def state(catalog: Catalog, days_since_first: int | None = 5) -> CustomerStates:
-    st = CustomerStates.empty(np.array([T0]), len(catalog.channels), len(catalog.touchpoints))
+    st = CustomerStates.empty(
+        ["c"], np.array([T0]), len(catalog.channels), len(catalog.touchpoints)
+    )
     if days_since_first is not None:
         st.known[0] = True
         st.first_purchase_time[0] = T0 - days_since_first * DAY - 3600

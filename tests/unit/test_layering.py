@@ -44,5 +44,7 @@ def test_serving_does_not_load_mlflow_simulator_or_training() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'mlflow', 'simulator', 'training', 'scipy'}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "[]"

@@ -18,7 +18,9 @@ from engine.requests import EventType
 from tests.conftest import DAY, T0, EngineFactory, channel_events, decide_batch, purchases
 
 
-def test_chain_follows_the_schedule_over_the_first_eligible_channel(make_engine: EngineFactory) -> None:
+def test_chain_follows_the_schedule_over_the_first_eligible_channel(
+    make_engine: EngineFactory,
+) -> None:
     engine = make_engine("chain")
     cat = engine.catalog
     engine.report_events(purchases(["a", "b"], [T0, T0], [40.0, 40.0]))
@@ -33,7 +35,9 @@ def test_chain_follows_the_schedule_over_the_first_eligible_channel(make_engine:
     assert action("a", 2) == "no_contact"  # no step on day 2
     assert action("a", 14) == "reminder@push"  # push consented: first preference
     assert action("b", 14) == "reminder@email"  # no push consent: falls back to e-mail
-    engine.report_events(channel_events(cat, ["b"], [T0 + 20 * DAY], EventType.UNSUBSCRIBED, ["email"]))
+    engine.report_events(
+        channel_events(cat, ["b"], [T0 + 20 * DAY], EventType.UNSUBSCRIBED, ["email"])
+    )
     assert action("b", 21) == "no_contact"  # the step's only channel is gone
     assert action("stranger", 0) == "no_contact"  # no first purchase known: no chain
 
@@ -51,7 +55,9 @@ def test_random_is_uniform_over_eligible_and_none_never_contacts(catalog: Catalo
 def _features(n: int, rng: np.random.Generator) -> FeatureBatch:
     categorical = np.full((n, len(CATEGORICAL_FEATURES)), "", dtype=object)
     categorical[:, 2] = rng.choice(["web", "app"], n)
-    return FeatureBatch(rng.random((n, len(NUMERIC_FEATURES))), categorical, [{"age": 30.0}] * n, [{"seg": "x"}] * n)
+    return FeatureBatch(
+        rng.random((n, len(NUMERIC_FEATURES))), categorical, [{"age": 30.0}] * n, [{"seg": "x"}] * n
+    )
 
 
 def test_prehashed_examples_equal_vw_text_parsing(catalog: Catalog) -> None:
@@ -61,11 +67,16 @@ def test_prehashed_examples_equal_vw_text_parsing(catalog: Catalog) -> None:
     features = _features(1, rng)
     allowed = np.ones((1, catalog.n_actions), dtype=bool)
     parser = vw.TextFormatParser(model.workspace)
-    num = " ".join(f"{n}:{v!r}" for n, v in zip(NUMERIC_FEATURES, features.numeric[0].tolist(), strict=True))
-    cats = " ".join(f"{n}={v}" for n, v in zip(CATEGORICAL_FEATURES, features.categorical[0], strict=True) if v)
+    num = " ".join(
+        f"{n}:{v!r}" for n, v in zip(NUMERIC_FEATURES, features.numeric[0].tolist(), strict=True)
+    )
+    cats = " ".join(
+        f"{n}={v}" for n, v in zip(CATEGORICAL_FEATURES, features.categorical[0], strict=True) if v
+    )
     shared = f"shared |U {num} {cats} extra.seg=x extra.age:30.0"
     actions = [
-        f"|A a={a.key}" + (f" tp={a.touchpoint} ch={a.channel}" if a.is_contact else "") for a in catalog.actions
+        f"|A a={a.key}" + (f" tp={a.touchpoint} ch={a.channel}" if a.is_contact else "")
+        for a in catalog.actions
     ]
     rewarded = catalog.action_index("voucher", "email")
     for step in range(30):  # learn through text examples so the weights are not all zero
@@ -73,7 +84,9 @@ def test_prehashed_examples_equal_vw_text_parsing(catalog: Catalog) -> None:
         chosen = step % catalog.n_actions
         examples[1 + chosen].set_label(vw.CBLabel(label=(-1.0 if chosen == rewarded else 0.0, 0.5)))
         model.workspace.learn_one(examples)
-    text_pmf = model.workspace.predict_one([parser.parse_line(shared)] + [parser.parse_line(a) for a in actions])
+    text_pmf = model.workspace.predict_one(
+        [parser.parse_line(shared)] + [parser.parse_line(a) for a in actions]
+    )
     ours = model.predict(features, allowed)[0]
     for index, p in text_pmf:  # type: ignore[union-attr]
         assert ours[index] == pytest.approx(p, rel=1e-6)
@@ -89,7 +102,10 @@ def test_bandit_learns_which_action_pays_per_context(catalog: Catalog) -> None:
     features = _features(n, rng)
     web = features.categorical[:, 2] == "web"
     allowed = np.zeros((n, catalog.n_actions), dtype=bool)
-    email, postcard = catalog.action_index("voucher", "email"), catalog.action_index("voucher", "postcard")
+    email, postcard = (
+        catalog.action_index("voucher", "email"),
+        catalog.action_index("voucher", "postcard"),
+    )
     allowed[:, [0, email, postcard]] = True
     chosen = rng.choice([0, email, postcard], n)
     best = np.where(web, email, postcard)
@@ -97,7 +113,14 @@ def test_bandit_learns_which_action_pays_per_context(catalog: Catalog) -> None:
     from engine.decisions import ClosedDecisions
 
     closed = ClosedDecisions(
-        [str(i) for i in range(n)], np.arange(n), ["bandit"] * n, features, allowed, chosen, np.full(n, 1 / 3), reward
+        np.arange(n),
+        np.arange(n),
+        ["bandit"] * n,
+        features,
+        allowed,
+        chosen,
+        np.full(n, 1 / 3),
+        reward,
     )
     assert policy.learn(closed) == n
     assert policy.version == f"init+{n}"
@@ -135,11 +158,15 @@ def test_arms_are_stable_and_split_by_share() -> None:
     assert 0.6 < (resalted == arms).mean() < 0.75  # a new salt reshuffles (independent: 0.68)
 
 
-def test_same_seed_same_decisions_and_other_seed_others(make_engine: EngineFactory, config: EngineConfig) -> None:
+def test_same_seed_same_decisions_and_other_seed_others(
+    make_engine: EngineFactory, config: EngineConfig
+) -> None:
     runs = []
     for i, seed in enumerate([1, 1, 2]):
         engine = make_engine("random", name=f"s{i}.db", seed=seed)
         engine.report_events(purchases([f"c{k}" for k in range(200)], [T0] * 200, [30.0] * 200))
-        runs.append(engine.decide(decide_batch([f"c{k}" for k in range(200)], T0 + DAY)).chosen.tolist())
+        runs.append(
+            engine.decide(decide_batch([f"c{k}" for k in range(200)], T0 + DAY)).chosen.tolist()
+        )
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]

@@ -20,7 +20,11 @@ from tests.conftest import DAY, T0, channel_events, decide_batch, purchases
 def engine_on(request: pytest.FixtureRequest, tmp_path: Path, config: EngineConfig):  # type: ignore[no-untyped-def]
     def make(policy: str = "bandit", **changes: object) -> DecisionEngine:
         cfg = config.with_single_arm(policy).replace(**changes)
-        store = SQLiteStore(tmp_path / "r.db", cfg.catalog) if request.param == "sqlite" else MemoryStore(cfg.catalog)
+        store = (
+            SQLiteStore(tmp_path / "r.db", cfg.catalog)
+            if request.param == "sqlite"
+            else MemoryStore(cfg.catalog)
+        )
         return DecisionEngine(cfg, store)
 
     return make
@@ -38,7 +42,9 @@ def test_window_is_half_open_and_closes_after_lateness(engine_on) -> None:  # ty
     d = _one(engine, "c", T0)
     window = engine.config.rewards.window_seconds
     lateness = engine.config.rewards.lateness_seconds
-    engine.report_events(purchases(["c", "c", "c"], [T0, T0 + window - 1, T0 + window], [10.0, 20.0, 40.0]))
+    engine.report_events(
+        purchases(["c", "c", "c"], [T0, T0 + window - 1, T0 + window], [10.0, 20.0, 40.0])
+    )
     record = engine.store.get_decision(d)
     assert (record.attributed_value, record.attributed_purchases) == (30.0, 2)  # end excluded
     engine.advance(T0 + window + lateness - 1)
@@ -63,7 +69,9 @@ def test_no_outcome_and_unsubscribe_penalty(engine_on) -> None:  # type: ignore[
     email = [i for i, a in enumerate(decisions.chosen) if cat.actions[a].channel == "email"]
     assert email, "the seeded random policy e-mails someone"
     target = ids[email[0]]
-    engine.report_events(channel_events(cat, [target], [T0 + DAY], EventType.UNSUBSCRIBED, ["email"]))
+    engine.report_events(
+        channel_events(cat, [target], [T0 + DAY], EventType.UNSUBSCRIBED, ["email"])
+    )
     engine.advance(T0 + 30 * DAY)
     frame = engine.store.decisions_frame().set_index("customer_id")
     row = frame.loc[target]
@@ -96,7 +104,9 @@ def _traffic(engine: DecisionEngine, days: range) -> None:
         ids = [f"c{i}" for i in range(30)]
         engine.decide(decide_batch(ids, T0 + day * DAY))
         buyers = [c for c in ids if rng.random() < 0.2]
-        engine.report_events(purchases(buyers, [T0 + day * DAY + 3600] * len(buyers), [30.0] * len(buyers)))
+        engine.report_events(
+            purchases(buyers, [T0 + day * DAY + 3600] * len(buyers), [30.0] * len(buyers))
+        )
 
 
 def test_learning_is_exactly_once_across_a_crash(tmp_path: Path, config: EngineConfig) -> None:

@@ -79,6 +79,12 @@ def play(engine: DecisionEngine, seed: int, days: int = 40, customers: int = 60)
                 first_order_items=rng.integers(1, 5, len(batch_ids)).astype(float),
                 days_to_occasion=rng.integers(-1, 6, len(batch_ids)),
                 acquisition_channel=[str(rng.choice(["web", "app", ""])) for _ in batch_ids],
+                extra_numeric=[
+                    {"score": float(rng.random())} if k % 3 else {} for k in range(len(batch_ids))
+                ],
+                extra_categorical=[
+                    {"tier": "gold"} if k % 4 == 1 else {} for k in range(len(batch_ids))
+                ],
                 candidates=candidates,
             )
         )
