@@ -44,6 +44,7 @@ class DecisionBatch:
     seq: np.ndarray | None = None
     id_prefix: str | None = None
     _ids: list[str] | None = field(default=None, repr=False)
+    _patterns: list[bytes] | None = field(default=None, repr=False)
     _eligible: list[list[int]] | None = field(default=None, repr=False)
     _removed: list[list[int]] | None = field(default=None, repr=False)
 
@@ -59,6 +60,14 @@ class DecisionBatch:
         if self._ids is None and self.seq is not None and self.id_prefix is not None:
             self._ids = [format_decision_id(self.id_prefix, s) for s in self.seq.tolist()]
         return self._ids
+
+    def patterns(self) -> list[bytes]:
+        """Per row, a key of its contact rules and probabilities: rows with equal keys have
+        equal eligible/removed lists, so whatever is derived from those can be shared."""
+        if self._patterns is None:
+            raw = np.hstack([self.rule, self.probabilities.view(np.uint8)])
+            self._patterns = [row.tobytes() for row in raw]
+        return self._patterns
 
     def eligible_actions(self) -> list[list[int]]:
         """Per row, the eligible action indices (ascending)."""

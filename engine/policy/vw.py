@@ -27,6 +27,7 @@ from engine.features import CATEGORICAL_FEATURES, EXTRA_PREFIX, NUMERIC_FEATURES
 SHARED_NS = "U"
 ACTION_NS = "A"
 _CACHE_LIMIT = 200_000  # distinct categorical values kept hashed; cleared beyond
+_SHARED_LABEL = vw.CBLabel(shared=True)
 
 
 def vw_arguments(config: BanditConfig) -> list[str]:
@@ -105,33 +106,46 @@ class VWModel:
         _push(ex, ACTION_NS, indices, np.ones(len(names), dtype=np.float32))
         return ex
 
-    def shared_example(self, features: FeatureBatch, i: int) -> vw.Example:
-        indices = [self._num_index]
-        values = [features.numeric[i].astype(np.float32)]
-        cat = [
-            self._cached(prefix + value)
-            for prefix, value in zip(self._cat_names, features.categorical[i], strict=True)
-            if value
-        ]
-        if features.extra_categorical is not None:
-            cat += [
-                self._cached(f"{EXTRA_PREFIX}{k}={v}")
-                for k, v in features.extra_categorical[i].items()
-            ]
-        if cat:
-            indices.append(np.array(cat, dtype=np.uint64))
-            values.append(np.ones(len(cat), dtype=np.float32))
-        if features.extra_numeric:
-            extra = features.extra_numeric[i]
-            if extra:
-                indices.append(
-                    np.array([self._cached(EXTRA_PREFIX + k) for k in extra], dtype=np.uint64)
-                )
-                values.append(np.array(list(extra.values()), dtype=np.float32))
-        ex = vw.Example()
-        ex.set_label(vw.CBLabel(shared=True))
-        _push(ex, SHARED_NS, np.concatenate(indices), np.concatenate(values))
-        return ex
+    def shared_examples(self, features: FeatureBatch) -> list[vw.Example]:
+        """One shared (customer) example per row. The indices and values of all rows are
+        assembled into two flat arrays in one pass; each example gets a slice of them."""
+        n = len(features)
+        numeric_index = self._num_index.tolist()
+        numeric = features.numeric.tolist()
+        categorical = features.categorical.tolist()
+        extra_cat = features.extra_categorical
+        extra_num = features.extra_numeric
+        cached = self._cached
+        names = self._cat_names
+        indices: list[int] = []
+        values: list[float] = []
+        bounds = [0]
+        for i in range(n):
+            row = [cached(p + v) for p, v in zip(names, categorical[i], strict=True) if v]
+            if extra_cat is not None:
+                row += [cached(f"{EXTRA_PREFIX}{k}={v}") for k, v in extra_cat[i].items()]
+            indices += numeric_index
+            indices += row
+            values += numeric[i]
+            values += [1.0] * len(row)
+            if extra_num is not None and extra_num[i]:
+                indices += [cached(EXTRA_PREFIX + k) for k in extra_num[i]]
+                values += list(extra_num[i].values())
+            bounds.append(len(indices))
+        flat_indices = np.array(indices, dtype=np.uint64)
+        flat_values = np.array(values, dtype=np.float32)
+        examples = []
+        for i in range(n):
+            ex = vw.Example()
+            ex.set_label(_SHARED_LABEL)
+            _push(
+                ex,
+                SHARED_NS,
+                flat_indices[bounds[i] : bounds[i + 1]],
+                flat_values[bounds[i] : bounds[i + 1]],
+            )
+            examples.append(ex)
+        return examples
 
     # -- predict and learn ------------------------------------------------------------------
 
@@ -167,14 +181,25 @@ class VWModel:
     def predict(self, features: FeatureBatch, allowed: np.ndarray) -> np.ndarray:
         """(n, A) action probabilities over the allowed actions."""
         probs = np.zeros(allowed.shape)
-        for i in range(len(allowed)):
-            eligible = np.flatnonzero(allowed[i])
-            if len(eligible) == 1:
-                probs[i, eligible[0]] = 1.0
-                continue
-            pmf = self._predict(self.shared_example(features, i), eligible.tolist())
-            for position, p in pmf:
-                probs[i, eligible[position]] = p
+        rows = np.flatnonzero(allowed.sum(axis=1) > 1)
+        probs[allowed.sum(axis=1) == 1] = allowed[allowed.sum(axis=1) == 1]  # only no contact
+        if len(rows) == 0:
+            return probs
+        shared = self.shared_examples(features.rows(rows) if len(rows) < len(allowed) else features)
+        where, what = np.nonzero(allowed[rows])
+        bounds = np.searchsorted(where, np.arange(len(rows) + 1)).tolist()
+        columns = what.tolist()
+        out_rows: list[int] = []
+        out_cols: list[int] = []
+        out_probs: list[float] = []
+        predict = self._predict
+        for j, i in enumerate(rows.tolist()):
+            eligible = columns[bounds[j] : bounds[j + 1]]
+            for position, p in predict(shared[j], eligible):
+                out_rows.append(i)
+                out_cols.append(eligible[position])
+                out_probs.append(p)
+        probs[out_rows, out_cols] = out_probs
         # VW returns float32 probabilities; renormalise in float64 so rows sum to 1 exactly.
         probs /= probs.sum(axis=1, keepdims=True)
         return probs
@@ -188,12 +213,13 @@ class VWModel:
         reward: np.ndarray,
     ) -> int:
         """One update per row: cost = -reward on the chosen action, at its logged probability."""
+        shared_examples = self.shared_examples(features)
         for i in range(len(chosen)):
             eligible = np.flatnonzero(allowed[i]).tolist()
             action = int(chosen[i])
             if action not in eligible:
                 raise ModelError(f"row {i}: chosen action {action} is not among the eligible")
-            shared = self.shared_example(features, i)
+            shared = shared_examples[i]
             labelled = self._actions[action]
             labelled.set_label(vw.CBLabel(label=(-float(reward[i]), float(probability[i]))))
             try:

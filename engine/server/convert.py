@@ -33,6 +33,7 @@ from engine.requests import (
 )
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
 
+_PATTERN_CACHE = 10_000  # distinct rule rows whose removed lists are kept
 MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the protobuf Timestamp range
 
 
@@ -55,6 +56,7 @@ class Converter:
         self._costs = catalog.action_cost.tolist()
         self._keys = catalog.action_keys
         self._removed_cache: dict[tuple[int, int], pb.RemovedAction] = {}
+        self._lists: dict[bytes, tuple[list[pb.ActionProbability], list[pb.RemovedAction]]] = {}
 
     # -- common fields ----------------------------------------------------------------------
 
@@ -245,8 +247,8 @@ class Converter:
         eligible = batch.eligible_actions()
         removed = batch.removed_actions()
         probabilities = batch.probabilities.tolist()
-        rules = batch.rule.tolist()
-        removed_message = self._removed_message
+        patterns = batch.patterns()
+        lists = self._lists
         for i in range(len(batch)):
             c = chosen[i]
             probs = probabilities[i]
@@ -264,11 +266,23 @@ class Converter:
             decision.model_version = batch.model_version[i]
             decision.time.seconds = times[i]
             decision.attribution_window_end.seconds = window_end[i]
-            add = decision.eligible.add
-            for a in eligible[i]:
-                add(action=actions[a], probability=probs[a], cost=costs[a])
-            row_rules = rules[i]
-            decision.removed.extend([removed_message(row_rules[a], a) for a in removed[i]])
+            # Rows repeat a few patterns (the chain is deterministic, epsilon-greedy has two
+            # probability values): build the eligible and removed lists once per pattern.
+            shared = lists.get(patterns[i])
+            if shared is None:
+                rules = batch.rule[i]
+                shared = (
+                    [
+                        pb.ActionProbability(action=actions[a], probability=probs[a], cost=costs[a])
+                        for a in eligible[i]
+                    ],
+                    [self._removed_message(int(rules[a]), a) for a in removed[i]],
+                )
+                if len(lists) >= _PATTERN_CACHE:
+                    lists.clear()
+                lists[patterns[i]] = shared
+            decision.eligible.extend(shared[0])
+            decision.removed.extend(shared[1])
         return out
 
     def _removed_message(self, rule: int, action: int) -> pb.RemovedAction:
