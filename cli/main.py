@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-arm", default="bandit", help="arm that serves --model (default: %(default)s)"
     )
     serve.add_argument(
-        "--workers", type=int, default=16, help="RPC worker threads (default: %(default)s)"
+        "--workers", type=int, default=32, help="RPC worker threads (default: %(default)s)"
     )
     serve.add_argument("--port-file", help="write the bound port to this file once serving")
     serve.set_defaults(func=_serve)
@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed",
         type=int,
         default=0,
-        help="seed of the world and the engine (default: %(default)s)",
+        help="seed of the simulated world (the engine's own seed is in its config)"
+        " (default: %(default)s)",
     )
     simulate.add_argument(
         "--out", help="write summary.json and Parquet files of customers, decisions, events here"

@@ -35,7 +35,7 @@ SHOWN = [
     ("net value per customer (EUR)", "net_value_per_customer"),
     ("contacts per customer", "contacts_per_customer"),
     ("unsubscribes per customer", "unsubscribes_per_customer"),
-    ("expected net value per customer", "expected_net_value_per_customer"),
+    ("true incremental value per customer", "incremental_value_per_customer"),
     ("regret per customer (EUR)", "regret_per_customer"),
 ]
 

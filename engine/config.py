@@ -39,6 +39,9 @@ class Limits:
     max_candidates: int = 256
     max_message_bytes: int = 4 * 1024 * 1024
     max_concurrent_rpcs: int = 256
+    # A request's time may lie at most this far after the latest event time seen: one wrong
+    # clock (say the year 9999) would otherwise close every open attribution window at once.
+    max_time_jump_days: int = 31
 
 
 @dataclass(frozen=True)

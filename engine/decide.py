@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.config import EngineConfig
 from engine.contact import ContactPolicy
-from engine.decisions import ClosedDecisions, DecisionBatch, DecisionRecord
+from engine.decisions import ClosedDecisions, DecisionBatch, DecisionRecord, occurrence_rounds
 from engine.errors import AnstossError, ModelError
 from engine.features import build_features
 from engine.hashing import decision_draws, string_keys
@@ -65,6 +65,7 @@ class DecisionEngine:
         self._lock = threading.RLock()
         self._learned_seq = {arm: 0 for arm in self.experiment.names}
         self._since_checkpoint = {arm: 0 for arm in self.experiment.names}
+        self._behind: set[str] = set()  # arms whose last online update failed
         self.updates = 0
         self._advanced_to = -1
         self._restore()
@@ -77,43 +78,57 @@ class DecisionEngine:
             n = len(batch)
             if n:
                 self._advance(int(batch.times.max()))
-            states = self.store.load_states(batch.customer_ids, batch.times)
-            features = build_features(states, batch, self.catalog.occasion_lead_days)
-            eligibility = self.contact.evaluate(states, batch.days_to_occasion, batch.candidates)
-            allowed = eligibility.allowed
             keys = string_keys(batch.customer_ids)
-            arm = self.experiment.assign(keys)
-            probabilities = np.zeros(allowed.shape)
-            versions = [""] * n
-            for a, policy in enumerate(self.policies):
-                if len(self.policies) == 1:
-                    probabilities = policy.probabilities(features, states, allowed)
-                    versions = [policy.version] * n
-                    break
-                rows = np.flatnonzero(arm == a)
-                if len(rows) == 0:
-                    continue
-                probabilities[rows] = policy.probabilities(
-                    features.rows(rows), states.rows(rows), allowed[rows]
-                )
-                version = policy.version
-                for i in rows.tolist():
-                    versions[i] = version
-            _check_probabilities(probabilities, allowed)
-            chosen = _sample(probabilities, decision_draws(keys, batch.times, self.config.seed))
-            decisions = DecisionBatch(
-                customer_ids=batch.customer_ids,
-                times=batch.times,
-                arm=arm,
-                model_version=versions,
-                features=features,
-                rule=eligibility.rule,
-                probabilities=probabilities,
-                chosen=chosen,
-                window_end=batch.times + self.config.rewards.window_seconds,
+            if len(np.unique(keys)) == n:
+                return self._decide_once(batch, keys)
+            # A customer asked about twice in one batch (e.g. two concurrent calls): decide in
+            # rounds, each customer once per round, each round logged before the next loads
+            # her state, so caps and gaps see the earlier decision.
+            parts = [
+                (rows, self._decide_once(batch.take(rows), keys[rows]))
+                for rows in occurrence_rounds(keys)
+            ]
+            return DecisionBatch.merge(parts, n)
+
+    def _decide_once(self, batch: DecideBatch, keys: np.ndarray) -> DecisionBatch:
+        """Decide a batch in which every customer appears once."""
+        n = len(batch)
+        states = self.store.load_states(batch.customer_ids, batch.times)
+        features = build_features(states, batch, self.catalog.occasion_lead_days)
+        eligibility = self.contact.evaluate(states, batch.days_to_occasion, batch.candidates)
+        allowed = eligibility.allowed
+        arm = self.experiment.assign(keys)
+        probabilities = np.zeros(allowed.shape)
+        versions = [""] * n
+        for a, policy in enumerate(self.policies):
+            if len(self.policies) == 1:
+                probabilities = policy.probabilities(features, states, allowed)
+                versions = [policy.version] * n
+                break
+            rows = np.flatnonzero(arm == a)
+            if len(rows) == 0:
+                continue
+            probabilities[rows] = policy.probabilities(
+                features.rows(rows), states.rows(rows), allowed[rows]
             )
-            self.store.log_decisions(decisions, self._log_context)
-            return decisions
+            version = policy.version
+            for i in rows.tolist():
+                versions[i] = version
+        _check_probabilities(probabilities, allowed)
+        chosen = _sample(probabilities, decision_draws(keys, batch.times, self.config.seed))
+        decisions = DecisionBatch(
+            customer_ids=batch.customer_ids,
+            times=batch.times,
+            arm=arm,
+            model_version=versions,
+            features=features,
+            rule=eligibility.rule,
+            probabilities=probabilities,
+            chosen=chosen,
+            window_end=batch.times + self.config.rewards.window_seconds,
+        )
+        self.store.log_decisions(decisions, self._log_context)
+        return decisions
 
     # -- events, outcomes, learning ---------------------------------------------------------
 
@@ -141,23 +156,35 @@ class DecisionEngine:
     def _advance(self, time: int) -> int:
         if time <= self._advanced_to:
             return 0  # event time did not move: nothing new can be due
-        self._advanced_to = time
         closed = self.store.close_due(time, self.config.rewards)
+        self._advanced_to = time
         return self._learn(closed) if len(closed) else 0
 
     def _learn(self, closed: ClosedDecisions) -> int:
+        """Learn closed rewards per arm. A failed update leaves the arm behind: its next
+        learning replays everything closed since its last success, so nothing is skipped and
+        (the batch being checked before any update) nothing is learned twice."""
         applied = 0
         arms = np.array(closed.arm, dtype=object)
         for a, (name, policy) in enumerate(zip(self.experiment.names, self.policies, strict=True)):
             rows = np.flatnonzero(arms == name)
             if len(rows) == 0:
                 continue
-            self._learned_seq[name] = max(
-                self._learned_seq[name], int(closed.close_seq[rows].max())
-            )
+            latest = int(closed.close_seq[rows].max())
             if not policy.learns:
+                self._learned_seq[name] = max(self._learned_seq[name], latest)
                 continue
-            n = policy.learn(closed.rows(rows) if len(rows) < len(closed) else closed)
+            batch = closed.rows(rows) if len(rows) < len(closed) else closed
+            if name in self._behind:
+                batch = self.store.closed_since(name, self._learned_seq[name])
+            try:
+                n = policy.learn(batch)
+            except Exception:
+                self._behind.add(name)
+                log.exception("arm %s: online update failed; it is replayed with the next", name)
+                continue
+            self._behind.discard(name)
+            self._learned_seq[name] = max(self._learned_seq[name], int(batch.close_seq.max()))
             applied += n
             self._since_checkpoint[name] += n
             if self._since_checkpoint[name] >= self.config.checkpoint_every:

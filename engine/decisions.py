@@ -4,6 +4,7 @@ and one decision read back from the log."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,20 @@ from engine.features import FeatureBatch
 STATUS_OPEN = 1
 STATUS_CLOSED = 2
 NOT_CANDIDATE = 255  # engine.contact.Rule.NOT_CANDIDATE: not offered by the caller
+
+
+def occurrence_rounds(keys: np.ndarray) -> list[np.ndarray]:
+    """Split row positions into rounds in which every key appears at most once, keeping order
+    (a customer with two decisions in one batch gets them applied one after the other)."""
+    if len(keys) == 0:
+        return []
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))
+    occurrence = np.empty(len(keys), dtype=np.int64)
+    occurrence[order] = np.arange(len(keys)) - group_start
+    return [np.flatnonzero(occurrence == k) for k in range(int(occurrence.max()) + 1)]
 
 
 def format_decision_id(prefix: str, seq: int) -> str:
@@ -85,6 +100,56 @@ class DecisionBatch:
     @property
     def probability(self) -> np.ndarray:
         return self.probabilities[np.arange(len(self)), self.chosen]
+
+    @staticmethod
+    def merge(parts: list[tuple[np.ndarray, DecisionBatch]], n: int) -> DecisionBatch:
+        """One batch of n rows from parts that hold the rows at the given positions."""
+        first = parts[0][1]
+
+        def place(get: Any) -> np.ndarray:
+            template = get(first)
+            out = np.empty((n, *template.shape[1:]), dtype=template.dtype)
+            for rows, part in parts:
+                out[rows] = get(part)
+            return out
+
+        def column(name: str) -> np.ndarray:
+            return place(lambda p: getattr(p, name))
+
+        def listed(get: Any) -> list[Any]:
+            out: list[Any] = [None] * n
+            for rows, part in parts:
+                for i, value in zip(rows.tolist(), get(part), strict=True):
+                    out[i] = value
+            return out
+
+        has_extra_num = any(p.features.extra_numeric is not None for _, p in parts)
+        has_extra_cat = any(p.features.extra_categorical is not None for _, p in parts)
+        features = FeatureBatch(
+            numeric=place(lambda p: p.features.numeric),
+            categorical=place(lambda p: p.features.categorical),
+            extra_numeric=listed(lambda p: p.features.extra_numeric or [{}] * len(p))
+            if has_extra_num
+            else None,
+            extra_categorical=listed(lambda p: p.features.extra_categorical or [{}] * len(p))
+            if has_extra_cat
+            else None,
+        )
+        merged = DecisionBatch(
+            customer_ids=listed(lambda p: p.customer_ids),
+            times=column("times"),
+            arm=column("arm"),
+            model_version=listed(lambda p: p.model_version),
+            features=features,
+            rule=column("rule"),
+            probabilities=column("probabilities"),
+            chosen=column("chosen"),
+            window_end=column("window_end"),
+            id_prefix=first.id_prefix,
+        )
+        if all(p.seq is not None for _, p in parts):
+            merged.seq = column("seq")
+        return merged
 
 
 @dataclass

@@ -42,12 +42,20 @@ class DecideBatch:
         return column if column is not None else [""] * len(self)
 
     def slice(self, start: int, stop: int) -> DecideBatch:
+        return self.take(np.arange(start, min(stop, len(self))))
+
+    def take(self, rows: np.ndarray) -> DecideBatch:
+        """The requests at the given positions, in that order."""
+        picked = rows.tolist()
+
         def cut(column: Any) -> Any:
-            return None if column is None else column[start:stop]
+            if column is None:
+                return None
+            return column[rows] if isinstance(column, np.ndarray) else [column[i] for i in picked]
 
         return DecideBatch(
-            customer_ids=self.customer_ids[start:stop],
-            times=self.times[start:stop],
+            customer_ids=cut(self.customer_ids),
+            times=self.times[rows],
             acquisition_channel=cut(self.acquisition_channel),
             first_order_category=cut(self.first_order_category),
             region=cut(self.region),
@@ -105,6 +113,9 @@ class EventBatch:
         }  # fmt: skip
         if len(lengths) != 1:
             raise ValueError("event columns differ in length")
+        needs_channel = np.isin(self.types, [int(t) for t in CHANNEL_EVENTS])
+        if (self.channels[needs_channel] < 0).any():
+            raise ValueError("unsubscribe and consent events need a channel")
 
     def __len__(self) -> int:
         return len(self.customer_ids)

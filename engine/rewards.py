@@ -15,6 +15,7 @@ lateness of events; an explicitly reported reward closes it at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,3 +50,27 @@ class RewardRule:
             attributed_count > 0, self.margin_rate * attributed_value, self.no_outcome_reward
         )
         return value_term - cost - self.unsubscribe_penalty * unsubscribes
+
+
+def earlier_attribution(
+    matches: Iterable[tuple[int, int, float, bool]],
+) -> Iterator[tuple[int, float, int, int]]:
+    """Sum events that arrived before their decision into (seq, value, purchases, unsubscribes).
+
+    `matches` holds (decision seq, event type, value, same channel) in (seq, arrival) order, for
+    purchases (type 1) and unsubscribes (type 5) inside the decision's window. Both stores call
+    this, so their float sums agree to the last bit.
+    """
+    current: list[float | int] | None = None
+    for seq, kind, value, same_channel in matches:
+        if current is None or current[0] != seq:
+            if current is not None:
+                yield int(current[0]), float(current[1]), int(current[2]), int(current[3])
+            current = [seq, 0.0, 0, 0]
+        if kind == 1:
+            current[1] += value
+            current[2] += 1
+        elif same_channel:
+            current[3] += 1
+    if current is not None:
+        yield int(current[0]), float(current[1]), int(current[2]), int(current[3])

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from engine.catalog import Catalog
+from engine.catalog import Catalog, action_key
 from engine.decide import DecisionEngine
 from engine.decisions import DecisionBatch
 from engine.errors import AnstossError
@@ -27,6 +27,10 @@ from engine.server.client import DecisionClient, decide_requests, events_message
 CHUNK = 500  # requests per stream message
 IN_PROCESS_CHUNK = 20_000  # requests per engine call in-process (batching never changes results)
 EVENT_CHUNK = 5000
+
+
+def _key(action: pb.Action) -> str:
+    return action_key(action.touchpoint, action.channel)
 
 
 class SimulationError(AnstossError):
@@ -106,10 +110,7 @@ class GrpcLink:
         self.client = DecisionClient(target, timeout=120)
         self.client.wait_ready(30)
         info = self.client.catalog()
-        served = [
-            f"{a.action.touchpoint}@{a.action.channel}" if a.action.touchpoint else "no_contact"
-            for a in info.actions
-        ]
+        served = [_key(a.action) for a in info.actions]
         if served != list(catalog.action_keys):
             raise SimulationError(
                 f"the server at {target} serves another catalog than the scenario's"
@@ -140,11 +141,7 @@ class GrpcLink:
                         f"engine refused a request: {result.error.field}: {result.error.message}"
                     )
                 d = result.decision
-                key = (
-                    f"{d.action.touchpoint}@{d.action.channel}"
-                    if not d.no_contact
-                    else "no_contact"
-                )
+                key = _key(d.action)
                 for e in d.eligible:
                     allowed[
                         len(ids), self.catalog.action_index(e.action.touchpoint, e.action.channel)
@@ -186,29 +183,15 @@ class GrpcLink:
                     "arm": d.arm,
                     "policy": d.policy,
                     "model_version": d.model_version,
-                    "action": f"{d.action.touchpoint}@{d.action.channel}"
-                    if not d.no_contact
-                    else "no_contact",
+                    "action": _key(d.action),
                     "touchpoint": d.action.touchpoint,
                     "channel": d.action.channel,
                     "probability": d.probability,
                     "cost": d.cost,
                     "features": "",
-                    "eligible": to_json(
-                        [
-                            f"{e.action.touchpoint}@{e.action.channel}"
-                            if e.action.touchpoint
-                            else "no_contact"
-                            for e in d.eligible
-                        ]
-                    ),
+                    "eligible": to_json([_key(e.action) for e in d.eligible]),
                     "probabilities": to_json([e.probability for e in d.eligible]),
-                    "removed": to_json(
-                        [
-                            [f"{r.action.touchpoint}@{r.action.channel}", int(r.rule)]
-                            for r in d.removed
-                        ]
-                    ),
+                    "removed": to_json([[_key(r.action), int(r.rule)] for r in d.removed]),
                     "window_end": d.attribution_window_end.seconds,
                 }
             )

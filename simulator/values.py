@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.world import NEVER, World
+from simulator.world import World
 
 
 def action_values(world: World, idx: np.ndarray, day: int) -> np.ndarray:
@@ -84,14 +84,9 @@ def _lift_path(world: World, idx: np.ndarray, day: int, horizon: int) -> np.ndar
     r = world.response
     steps = np.arange(horizon)
     path = (world.lift[idx][:, :, None] * r.decay[None, :, None] ** steps).sum(axis=1)
-    pending_day = world.pending_day[idx]
-    rows, cols = np.nonzero(pending_day != NEVER)
-    if len(rows):
-        start = pending_day[rows, cols] - day
-        grow = np.where(
-            steps[None, :] >= start[:, None],
-            r.decay[cols][:, None] ** np.maximum(steps[None, :] - start[:, None], 0),
-            0.0,
-        )
-        np.add.at(path, rows, world.pending[idx[rows], cols][:, None] * grow)
+    slots = len(world.pending)
+    for k in range(slots if slots > 1 else 0):  # lift arriving in k days (k = 0: today)
+        arriving = world.pending[(day + k) % slots, idx]  # (m, C)
+        grow = np.where(steps >= k, r.decay[:, None] ** np.maximum(steps - k, 0), 0.0)  # (C, H)
+        path += arriving @ grow
     return path

@@ -15,12 +15,17 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from engine.errors import AnstossError
 from simulator import draws
 from simulator.population import Population
 from simulator.response import ResponseModel
 from simulator.scenario import ATTRIBUTES, Scenario
 
 NEVER = -1
+
+
+class ConsentViolation(AnstossError):
+    """A touch reached the world over a channel the customer did not allow."""
 
 
 @dataclass
@@ -42,8 +47,8 @@ class World:
         self.bond = np.full(n, scenario.bond.initial)
         self.fatigue = np.zeros(n)
         self.lift = np.zeros((n, c))
-        self.pending = np.zeros((n, c))
-        self.pending_day = np.full((n, c), NEVER, dtype=np.int64)
+        # Lift in transit (postcards take days), one slot per due day: slot day % len.
+        self.pending = np.zeros((int(self.response.delay.max()) + 1, n, c))
         self.last_purchase = population.arrival.copy()
         self.repeats = np.zeros(n, dtype=np.int64)
         self.first_repeat = np.full(n, NEVER, dtype=np.int64)  # days after the first purchase
@@ -85,6 +90,15 @@ class World:
         r = self.response
         channel = r.action_channel[actions]
         touchpoint = r.action_touchpoint[actions]
+        # Consent is a hard rule here too: a touch the customer never allowed, or sent after
+        # she unsubscribed, means the engine broke its contact policy.
+        forbidden = ~self.population.consent[idx, channel] | self.unsubscribed[idx, channel]
+        if forbidden.any():
+            i = int(np.flatnonzero(forbidden)[0])
+            name = self.scenario.catalog.channels[channel[i]].name
+            raise ConsentViolation(
+                f"day {day}: customer {idx[i]} was touched over {name} without consent"
+            )
         self.cost[idx] += r.action_cost[actions]
         np.add.at(self.contacts, (idx, channel), 1)
         reached = self.alive[idx]  # dead customers cost money and react no more
@@ -102,8 +116,8 @@ class World:
         now = delay == 0
         self.lift[idx[now], channel[now]] += lift[now]
         later = ~now
-        self.pending[idx[later], channel[later]] += lift[later]
-        self.pending_day[idx[later], channel[later]] = day + delay[later]
+        slots = (day + delay[later]) % len(self.pending)
+        self.pending[slots, idx[later], channel[later]] += lift[later]
         fatigue = fatigue + r.fatigue_weight[channel]
         self.fatigue[idx] = fatigue
         bond = self.bond[idx]
@@ -120,12 +134,10 @@ class World:
         idx = np.flatnonzero(self.live)
         pop, r = self.population, self.response
         t = self.days_since_first(day, idx)
-        due = self.pending_day[idx] == day
-        if due.any():
-            rows, cols = np.nonzero(due)
-            self.lift[idx[rows], cols] += self.pending[idx[rows], cols]
-            self.pending[idx[rows], cols] = 0.0
-            self.pending_day[idx[rows], cols] = NEVER
+        if len(self.pending) > 1:
+            slot = day % len(self.pending)
+            self.lift[idx] += self.pending[slot, idx]
+            self.pending[slot, idx] = 0.0
         lift = self.lift[idx]
         bond = self.bond[idx]
         hazard = (

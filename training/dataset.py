@@ -1,7 +1,13 @@
 """Decision logs from anywhere, in one schema: a server's SQLite store or a simulation's output.
 
->>> log = read_decision_log("data")            # anstoss serve --data-dir data
->>> log = read_decision_log("sim-out")         # anstoss simulate --out sim-out
+A server's data dir (`anstoss serve --data-dir data`) reads the same way as a simulation's
+output directory:
+
+>>> import tempfile
+>>> from simulator import simulate
+>>> out = tempfile.mkdtemp()
+>>> _ = simulate(policy="chain", customers=50, days=10, seed=1).write(out)
+>>> log = read_decision_log(out)
 >>> log.decisions.columns.tolist()[:4]
 ['decision_id', 'seq', 'time', 'customer_id']
 """

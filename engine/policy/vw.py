@@ -212,13 +212,15 @@ class VWModel:
         probability: np.ndarray,
         reward: np.ndarray,
     ) -> int:
-        """One update per row: cost = -reward on the chosen action, at its logged probability."""
+        """One update per row: cost = -reward on the chosen action, at its logged probability.
+        Every row is checked first, so a bad row raises before any update is applied."""
+        bad = np.flatnonzero(~allowed[np.arange(len(chosen)), chosen])
+        if len(bad):
+            raise ModelError(f"row {bad[0]}: the chosen action is not among the eligible")
         shared_examples = self.shared_examples(features)
         for i in range(len(chosen)):
             eligible = np.flatnonzero(allowed[i]).tolist()
             action = int(chosen[i])
-            if action not in eligible:
-                raise ModelError(f"row {i}: chosen action {action} is not among the eligible")
             shared = shared_examples[i]
             labelled = self._actions[action]
             labelled.set_label(vw.CBLabel(label=(-float(reward[i]), float(probability[i]))))
@@ -227,6 +229,3 @@ class VWModel:
             finally:
                 labelled.set_label(vw.CBLabel())
         return len(chosen)
-
-    def describe(self) -> dict[str, Any]:
-        return {"args": " ".join(self.args), "fingerprint": self.fingerprint}

@@ -48,7 +48,7 @@ class RunningServer:
 
 
 def start_server(
-    engine: DecisionEngine, host: str = "127.0.0.1", port: int = 0, workers: int = 16
+    engine: DecisionEngine, host: str = "127.0.0.1", port: int = 0, workers: int = 32
 ) -> RunningServer:
     """Start serving on host:port (0 = any free port) and return the bound port."""
     limits = engine.config.limits

@@ -32,8 +32,9 @@ class _Slot(Generic[Request, Result]):
 class Combiner(Generic[Request, Result]):
     """Runs `process` over batches of concurrently submitted requests.
 
-    `process(requests)` returns one result or exception per request, in order; an exception
-    raised by `process` itself fails the whole batch.
+    `process(requests)` returns one result or exception per request, in order. If it raises
+    for a whole batch, the batch is retried one request at a time, so one bad request fails
+    alone. Every waiting caller is woken whatever happens.
     """
 
     def __init__(
@@ -45,9 +46,7 @@ class Combiner(Generic[Request, Result]):
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._queue: list[_Slot[Request, Result]] = []
-        self._busy = False
-        self.batches = 0  # for tests and metrics
-        self.largest = 0
+        self._busy = False  # a leader is running; when False the queue is empty
 
     def submit(self, request: Request) -> Result:
         slot: _Slot[Request, Result] = _Slot(request)
@@ -59,39 +58,54 @@ class Combiner(Generic[Request, Result]):
             slot.wake.wait()
             if not slot.lead:
                 return _outcome(slot)
-        self._lead(slot)
-        return _outcome(slot)
-
-    def _lead(self, own: _Slot[Request, Result]) -> None:
-        while True:
+        # Leading: this caller's slot is first in the queue, so it is in the batch it runs.
+        try:
             with self._lock:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
             self._run(batch)
+        finally:
             with self._lock:
-                if not self._queue:
-                    self._busy = False
-                    return
-                if own.done:
+                if self._queue:
                     successor = self._queue[0]
                     successor.lead = True
                     successor.wake.set()
-                    return
+                else:
+                    self._busy = False
+        return _outcome(slot)
 
     def _run(self, batch: list[_Slot[Request, Result]]) -> None:
-        self.batches += 1
-        self.largest = max(self.largest, len(batch))
         try:
-            outcomes = self._process([s.request for s in batch])
-        except BaseException as exc:  # the batch failed as a whole: every caller hears of it
-            outcomes = [exc] * len(batch)
-        for slot, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                slot.error = outcome
-            else:
-                slot.result = outcome
-            slot.done = True
-            slot.wake.set()
+            try:
+                outcomes = list(self._process([s.request for s in batch]))
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f"{len(outcomes)} results for {len(batch)} requests")
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                outcomes = [self._alone(s.request) for s in batch]
+            for slot, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    slot.error = outcome
+                else:
+                    slot.result = outcome
+        except Exception as exc:
+            for slot in batch:
+                if slot.result is None and slot.error is None:
+                    slot.error = exc
+        finally:
+            for slot in batch:
+                if slot.result is None and slot.error is None:
+                    slot.error = RuntimeError("the batch was interrupted")
+                slot.done = True
+                slot.wake.set()
+
+    def _alone(self, request: Request) -> Result | BaseException:
+        try:
+            (outcome,) = self._process([request])
+            return outcome
+        except Exception as exc:
+            return exc
 
 
 def _outcome(slot: _Slot[Request, Result]) -> Result:

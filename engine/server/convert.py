@@ -8,7 +8,7 @@ stream batch with one bad request still decides the rest.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,9 @@ from engine.requests import (
     Outcome,
 )
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
+from engine.timeutil import DAY, iso
 
+DEFAULT_OUTCOME_ID = "reward"  # the one final reward of a decision
 _PATTERN_CACHE = 10_000  # distinct rule rows whose removed lists are kept
 MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the protobuf Timestamp range
 
@@ -46,10 +48,18 @@ class Converted:
 
 
 class Converter:
-    def __init__(self, catalog: Catalog, limits: Limits, contact: ContactPolicy) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        limits: Limits,
+        contact: ContactPolicy,
+        latest_time: Callable[[], int] = lambda: -1,
+    ) -> None:
         self.catalog = catalog
         self.limits = limits
         self.contact = contact
+        self.latest_time = latest_time  # the engine's event time, -1 before any
+        self._max_jump = limits.max_time_jump_days * DAY
         self._actions = [
             pb.Action(touchpoint=a.touchpoint, channel=a.channel) for a in catalog.actions
         ]
@@ -66,6 +76,13 @@ class Converter:
         seconds = getattr(message, name).seconds
         if not 0 <= seconds <= MAX_SECONDS:
             raise InvalidRequest(field, f"out of range: {seconds} seconds since 1970")
+        latest = self.latest_time()
+        if latest >= 0 and seconds > latest + self._max_jump:
+            raise InvalidRequest(
+                field,
+                f"{iso(seconds)} is more than {self.limits.max_time_jump_days} days after the"
+                f" latest event time {iso(latest)} (limits.max_time_jump_days)",
+            )
         return int(seconds)
 
     def _id(self, value: str, field: str, required: bool = True) -> str:
@@ -160,6 +177,10 @@ class Converter:
             raise InvalidRequest(f"{at}context.days_to_occasion", "must be between 0 and 366")
         numeric = self._features(ctx.numeric, f"{at}context.numeric", numeric=True)
         categorical = self._features(ctx.categorical, f"{at}context.categorical", numeric=False)
+        for name in numeric.keys() & categorical.keys():
+            raise InvalidRequest(
+                f"{at}context.categorical[{name!r}]", "also given as a numeric feature"
+            )
         if len(numeric) + len(categorical) > self.limits.max_features:
             raise LimitExceeded(
                 f"{at}context",
@@ -421,9 +442,11 @@ class Converter:
         if kind == "value" and number < 0:
             raise InvalidRequest("value", f"must be >= 0, got {number}")
         outcome_id = self._id(request.outcome_id, "outcome_id", required=kind == "value")
+        if kind == "value" and outcome_id == DEFAULT_OUTCOME_ID:
+            raise InvalidRequest("outcome_id", f"{DEFAULT_OUTCOME_ID!r} is reserved for rewards")
         return Outcome(
             decision_id=decision_id,
-            outcome_id=outcome_id or "reward",
+            outcome_id=outcome_id or DEFAULT_OUTCOME_ID,
             time=time,
             reward=number if kind == "reward" else None,
             value=number if kind == "value" else None,

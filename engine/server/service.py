@@ -17,7 +17,6 @@ import grpc
 from engine.decide import DecisionEngine
 from engine.decisions import STATUS_CLOSED
 from engine.errors import (
-    AnstossError,
     InvalidRequest,
     LimitExceeded,
     OutcomeRejected,
@@ -59,7 +58,9 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def __init__(self, engine: DecisionEngine) -> None:
         self.engine = engine
         self.limits = engine.config.limits
-        self.convert = Converter(engine.catalog, self.limits, engine.contact)
+        self.convert = Converter(
+            engine.catalog, self.limits, engine.contact, lambda: engine.store.watermark
+        )
         self.unary = Combiner(self._decide_many, self.limits.max_batch)
 
     def _decide_many(self, requests: Sequence[pb.DecideRequest]) -> list[pb.Decision | Exception]:
@@ -137,6 +138,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             if converted.errors:
                 raise converted.errors[0]
             result = self.engine.report_events(batch)[0]
+            if isinstance(result, UnknownDecision):
+                raise UnknownDecision(result.decision_id, "event.decision_id")
             if not isinstance(result, EventResult):
                 raise result
         except Exception as exc:
@@ -162,9 +165,13 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
                 if isinstance(outcome, EventResult):
                     results[pos].ok.duplicate = outcome.duplicate
                     results[pos].ok.decisions_attributed = outcome.decisions_attributed
+                elif isinstance(outcome, UnknownDecision):
+                    field = f"events[{pos}].decision_id"
+                    results[pos].error.CopyFrom(
+                        _item_error(UnknownDecision(outcome.decision_id, field))
+                    )
                 else:
-                    results[pos].error.CopyFrom(_item_error(outcome, f"events[{pos}].decision_id"))
-                    results[pos].error.field = f"events[{pos}].decision_id"
+                    results[pos].error.CopyFrom(_item_error(outcome))
             for pos, exc in converted.errors.items():
                 results[pos].error.CopyFrom(_item_error(exc))
         except Exception as exc:
@@ -247,4 +254,4 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         )
 
 
-__all__ = ["AnstossError", "DecisionServicer", "status_of"]
+__all__ = ["DecisionServicer", "status_of"]

@@ -9,7 +9,6 @@ compact columns and turned into the log schema only when asked (`decisions_frame
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from engine.decisions import (
     DecisionBatch,
     DecisionRecord,
     format_decision_id,
+    occurrence_rounds,
 )
 from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
 from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
@@ -34,7 +34,7 @@ from engine.logschema import (
     to_json,
 )
 from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
-from engine.rewards import RewardRule
+from engine.rewards import RewardRule, earlier_attribution
 from engine.state import (
     NO_TIME,
     PERMISSION_GRANTED,
@@ -43,6 +43,7 @@ from engine.state import (
     CustomerStates,
 )
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
+from engine.store.columns import Columns, grow_cols, grow_rows
 from engine.timeutil import DAY
 
 _PERMISSION_OF = {
@@ -53,42 +54,7 @@ _PERMISSION_OF = {
 _KEEP = 30 * DAY  # contact history needed by the rules
 _RESPONSE_CODES = [int(t) for t in RESPONSE_EVENTS]
 _DUPLICATE = EventResult(True, 0)
-
-
-class _Columns:
-    """Named numpy columns that grow by doubling; rows are appended in batches."""
-
-    def __init__(self, specs: dict[str, tuple[Any, tuple[int, ...], Any]]) -> None:
-        self.n = 0
-        self._specs = specs
-        self.data = {
-            name: np.full((16, *shape), fill, dtype=dtype)
-            for name, (dtype, shape, fill) in specs.items()
-        }
-
-    def reserve(self, rows: int) -> None:
-        capacity = len(next(iter(self.data.values())))
-        if self.n + rows <= capacity:
-            return
-        while capacity < self.n + rows:
-            capacity *= 2
-        for name, (dtype, shape, fill) in self._specs.items():
-            grown = np.empty((capacity, *shape), dtype=dtype)
-            grown[: self.n] = self.data[name][: self.n]
-            grown[self.n :] = fill
-            self.data[name] = grown
-
-    def append(self, **columns: Any) -> np.ndarray:
-        rows = len(next(iter(columns.values())))
-        self.reserve(rows)
-        for name, values in columns.items():
-            self.data[name][self.n : self.n + rows] = values
-        index = np.arange(self.n, self.n + rows)
-        self.n += rows
-        return index
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.data[name]
+_ATTRIBUTABLE = [int(EventType.PURCHASE), int(EventType.UNSUBSCRIBED)]
 
 
 class MemoryStore:
@@ -104,7 +70,7 @@ class MemoryStore:
         self._names: list[str] = []
         self._last_ids: list[str] | None = None
         self._last_index = np.zeros(0, dtype=np.int64)
-        self._cust = _Columns(
+        self._cust = Columns(
             {
                 "known": (bool, (), False),
                 "first_time": (np.int64, (), NO_TIME),
@@ -114,7 +80,6 @@ class MemoryStore:
                 "last_time": (np.int64, (), NO_TIME),
                 "permission": (np.int8, (n_channels,), 0),
                 "permission_time": (np.int64, (n_channels,), NO_TIME),
-                "last_contact": (np.int64, (n_channels,), NO_TIME),
                 "tp_sent": (np.int64, (n_touchpoints,), 0),
             }
         )
@@ -123,7 +88,7 @@ class MemoryStore:
         self._ring_t = np.full((16, 4), NO_TIME, dtype=np.int64)
         self._ring_c = np.full((16, 4), -1, dtype=np.int64)
         self._open = np.full((16, 4), -1, dtype=np.int64)
-        self._dec = _Columns(
+        self._dec = Columns(
             {
                 "customer": (np.int64, (), -1),
                 "time": (np.int64, (), 0),
@@ -158,6 +123,7 @@ class MemoryStore:
         self._watermark = NO_TIME
         self._next_close = 1
         self._next_due: int | None = None  # earliest window end among open decisions
+        self._latest_attributable = NO_TIME  # latest purchase or unsubscribe seen
 
     # -- customers --------------------------------------------------------------------------
 
@@ -179,9 +145,9 @@ class MemoryStore:
             self._cust.append(known=np.zeros(grow, dtype=bool))
             if len(self._ring_t) < self._cust.n:
                 size = max(self._cust.n, 2 * len(self._ring_t))
-                self._ring_t = _grow_rows(self._ring_t, size, NO_TIME)
-                self._ring_c = _grow_rows(self._ring_c, size, -1)
-                self._open = _grow_rows(self._open, size, -1)
+                self._ring_t = grow_rows(self._ring_t, size, NO_TIME)
+                self._ring_c = grow_rows(self._ring_c, size, -1)
+                self._open = grow_rows(self._open, size, -1)
         self._last_ids, self._last_index = customer_ids, out
         return out
 
@@ -205,16 +171,17 @@ class MemoryStore:
         st.purchase_value[rows] = cust["value"][c]
         st.last_purchase_time[rows] = cust["last_time"][c]
         st.permission[rows] = cust["permission"][c]
-        st.last_contact_time[rows] = cust["last_contact"][c]
         st.touchpoint_sent[rows] = cust["tp_sent"][c]
         ring_t, ring_c = self._ring_t[c], self._ring_c[c]
         t = st.times[rows][:, None]
-        in7 = ring_t > t - 7 * DAY
-        in30 = ring_t > t - 30 * DAY
+        past = ring_t <= t
+        in7 = past & (ring_t > t - 7 * DAY)
+        in30 = past & (ring_t > t - 30 * DAY)
         for ch in range(len(cat.channels)):
             on = ring_c == ch
             st.contacts_7d[rows, ch] = (on & in7).sum(axis=1)
             st.contacts_30d[rows, ch] = (on & in30).sum(axis=1)
+            st.last_contact_time[rows, ch] = np.where(on & in30, ring_t, NO_TIME).max(axis=1)
         return st
 
     # -- decisions --------------------------------------------------------------------------
@@ -253,6 +220,8 @@ class MemoryStore:
         batch.seq = index + 1
         batch.id_prefix = self.instance_id
         self._add_open(cust, index)
+        if n and int(batch.times.min()) <= self._latest_attributable:
+            self._attribute_earlier_events(index)
         if n:
             earliest = int(batch.window_end.min())
             self._next_due = earliest if self._next_due is None else min(self._next_due, earliest)
@@ -260,12 +229,35 @@ class MemoryStore:
         if len(contact):
             self._add_contacts(cust[contact], batch.times[contact], batch.chosen[contact])
 
+    def _attribute_earlier_events(self, decisions: np.ndarray) -> None:
+        """Purchases and unsubscribes that arrived before their decision (see SQLiteStore)."""
+        d = self._dec
+        kept = [(b, rows) for b, rows in self._events]
+        customer = [b.customer_ids[i] for b, rows in kept for i in rows.tolist()]
+        time = np.concatenate([b.times[rows] for b, rows in kept])
+        kind = np.concatenate([b.types[rows] for b, rows in kept])
+        value = np.concatenate([b.values[rows] for b, rows in kept])
+        channel = np.concatenate([b.channels[rows] for b, rows in kept])
+        matches = []
+        for i in decisions.tolist():
+            who = self._names[int(d["customer"][i])]
+            start, end = int(d["time"][i]), int(d["window_end"][i])
+            action_channel = int(self.catalog.action_channel[d["action"][i]])
+            for e in range(len(customer)):  # rare path: decisions logged after later events
+                if customer[e] == who and start <= time[e] < end and kind[e] in _ATTRIBUTABLE:
+                    same = action_channel >= 0 and int(channel[e]) == action_channel
+                    matches.append((i + 1, int(kind[e]), float(value[e]), same))
+        for seq, total, purchases, unsubscribes in earlier_attribution(matches):
+            d["attributed_value"][seq - 1] = total
+            d["attributed_purchases"][seq - 1] = purchases
+            d["unsubscribes"][seq - 1] = unsubscribes
+
     def _add_open(self, cust: np.ndarray, decisions: np.ndarray) -> None:
-        for rows in _rounds(cust):
+        for rows in occurrence_rounds(cust):
             c = cust[rows]
             free = self._open[c] < 0
             if not free.any(axis=1).all():
-                self._open = _grow_cols(self._open, -1)
+                self._open = grow_cols(self._open, -1)
                 free = self._open[c] < 0
             self._open[c, free.argmax(axis=1)] = decisions[rows]
 
@@ -273,27 +265,27 @@ class MemoryStore:
         cat = self.catalog
         channel = cat.action_channel[actions]
         touchpoint = cat.action_touchpoint[actions]
-        for rows in _rounds(cust):
+        for rows in occurrence_rounds(cust):
             c = cust[rows]
             t = times[rows]
             # Overwrite the oldest slot; widen the ring when it is still inside 30 days.
             slot = self._ring_t[c].argmin(axis=1)
             if (self._ring_t[c, slot] > t - _KEEP).any():
-                self._ring_t = _grow_cols(self._ring_t, NO_TIME)
-                self._ring_c = _grow_cols(self._ring_c, -1)
+                self._ring_t = grow_cols(self._ring_t, NO_TIME)
+                self._ring_c = grow_cols(self._ring_c, -1)
                 slot = self._ring_t[c].argmin(axis=1)
             self._ring_t[c, slot] = t
             self._ring_c[c, slot] = channel[rows]
-            last = self._cust["last_contact"]
-            last[c, channel[rows]] = np.maximum(last[c, channel[rows]], t)
             self._cust["tp_sent"][c, touchpoint[rows]] += 1
 
     def _seq_of(self, decision_id: str) -> int | None:
         prefix, _, number = decision_id.rpartition("-")
-        if prefix != self.instance_id or not number.isdigit():
+        if prefix != self.instance_id or not number.isascii() or not number.isdigit():
             return None
         seq = int(number)
-        return seq if 1 <= seq <= self._dec.n else None
+        if not 1 <= seq <= self._dec.n or format_decision_id(prefix, seq) != decision_id:
+            return None  # only the exact id the store handed out
+        return seq
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         seq = self._seq_of(decision_id)
@@ -364,6 +356,10 @@ class MemoryStore:
         types = events.types
         cust = self._index([events.customer_ids[i] for i in rows.tolist()], create=True)
         kinds = types[rows]
+        attributable = np.isin(kinds, _ATTRIBUTABLE)
+        if attributable.any():
+            latest = int(events.times[rows[attributable]].max())
+            self._latest_attributable = max(self._latest_attributable, latest)
         purchase = kinds == EventType.PURCHASE
         if purchase.any():
             p = rows[purchase]
@@ -604,29 +600,3 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
-
-
-def _rounds(keys: np.ndarray) -> list[np.ndarray]:
-    """Split row positions into rounds in which every key appears at most once, keeping order
-    (a customer with two decisions in one batch gets them applied one after the other)."""
-    if len(keys) == 0:
-        return []
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))
-    occurrence = np.empty(len(keys), dtype=np.int64)
-    occurrence[order] = np.arange(len(keys)) - group_start
-    return [np.flatnonzero(occurrence == k) for k in range(int(occurrence.max()) + 1)]
-
-
-def _grow_rows(array: np.ndarray, rows: int, fill: Any) -> np.ndarray:
-    grown = np.full((rows, *array.shape[1:]), fill, dtype=array.dtype)
-    grown[: len(array)] = array
-    return grown
-
-
-def _grow_cols(array: np.ndarray, fill: Any) -> np.ndarray:
-    grown = np.full((array.shape[0], array.shape[1] * 2), fill, dtype=array.dtype)
-    grown[:, : array.shape[1]] = array
-    return grown

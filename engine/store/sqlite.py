@@ -1,19 +1,19 @@
 """The SQLite store: one WAL-mode file per data dir, written before any reply goes out.
 
-Every public method is one transaction. With ``synchronous=NORMAL`` a commit survives a killed
+Every method that writes does so in one transaction. With ``synchronous=NORMAL`` a commit survives a killed
 process (the WAL only has to reach the OS); ``FULL`` also survives a power loss. One process owns
 a data dir; the engine serialises calls, so one connection is enough.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import secrets
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from engine.logschema import (
     to_json,
 )
 from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
-from engine.rewards import RewardRule
+from engine.rewards import RewardRule, earlier_attribution
 from engine.state import (
     NO_TIME,
     PERMISSION_GRANTED,
@@ -48,92 +48,14 @@ from engine.state import (
     CustomerStates,
 )
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
+from engine.store.wal import Checkpointer
 from engine.timeutil import DAY
-
-log = logging.getLogger("anstoss.store")
 
 SCHEMA_VERSION = "1"
 _CHUNK = 500  # customer ids per IN (...) query
 _PATTERN_CACHE = 10_000  # distinct (rules, probabilities) rows whose JSON is kept
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS customers (
-    customer_id TEXT PRIMARY KEY,
-    first_purchase_time INTEGER NOT NULL,
-    first_order_value REAL NOT NULL,
-    purchases INTEGER NOT NULL,
-    purchase_value REAL NOT NULL,
-    last_purchase_time INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS permissions (
-    customer_id TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    PRIMARY KEY (customer_id, channel)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY,
-    decision_id TEXT NOT NULL UNIQUE,
-    time INTEGER NOT NULL,
-    customer_id TEXT NOT NULL,
-    experiment TEXT NOT NULL,
-    arm TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    action TEXT NOT NULL,
-    touchpoint TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    probability REAL NOT NULL,
-    cost REAL NOT NULL,
-    features TEXT NOT NULL,
-    eligible TEXT NOT NULL,
-    probabilities TEXT NOT NULL,
-    removed TEXT NOT NULL,
-    window_end INTEGER NOT NULL,
-    status INTEGER NOT NULL DEFAULT 1,
-    attributed_value REAL NOT NULL DEFAULT 0,
-    attributed_purchases INTEGER NOT NULL DEFAULT 0,
-    unsubscribes INTEGER NOT NULL DEFAULT 0,
-    reward REAL,
-    reward_source TEXT,
-    close_seq INTEGER,
-    closed_time INTEGER
-);
--- Covering: a customer's contact history (load_states) is read from the index alone.
-CREATE INDEX IF NOT EXISTS decisions_by_customer
-    ON decisions (customer_id, time, channel, touchpoint);
-CREATE INDEX IF NOT EXISTS decisions_open_by_end ON decisions (window_end) WHERE status = 1;
-CREATE INDEX IF NOT EXISTS decisions_by_close ON decisions (close_seq) WHERE close_seq IS NOT NULL;
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    event_id TEXT,
-    customer_id TEXT NOT NULL,
-    time INTEGER NOT NULL,
-    type INTEGER NOT NULL,
-    value REAL NOT NULL,
-    channel TEXT NOT NULL,
-    decision_id TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (event_id) WHERE event_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS outcomes (
-    decision_id TEXT NOT NULL,
-    outcome_id TEXT NOT NULL,
-    time INTEGER NOT NULL,
-    reward REAL,
-    value REAL,
-    PRIMARY KEY (decision_id, outcome_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id INTEGER PRIMARY KEY,
-    arm TEXT NOT NULL,
-    label TEXT NOT NULL,
-    updates INTEGER NOT NULL,
-    close_seq INTEGER NOT NULL,
-    model BLOB NOT NULL
-);
-"""
+_SCHEMA = (resources.files("engine") / "store" / "schema.sql").read_text()
 
 _PERMISSION_OF = {
     EventType.UNSUBSCRIBED: PERMISSION_UNSUBSCRIBED,
@@ -158,10 +80,11 @@ class SQLiteStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self._conn.execute("PRAGMA foreign_keys=OFF")
-        # Checkpoints (WAL -> database file) run in a background thread, not inside a request's
-        # COMMIT; a committed transaction is durable in the WAL either way.
+        # Checkpoints run in a background thread (engine/store/wal.py), not inside a request's
+        # COMMIT; the WAL file is reused after each and truncated back to 64 MiB at most.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._checkpointer = _Checkpointer(self.path)
+        self._conn.execute("PRAGMA journal_size_limit=67108864")
+        self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
         with self._transaction():
             meta = dict(self._conn.execute("SELECT key, value FROM meta"))
@@ -178,6 +101,12 @@ class SQLiteStore:
             )
         self.instance_id: str = meta["instance_id"]
         self._watermark = int(meta["watermark"])
+        # Latest purchase or unsubscribe seen: a decision logged at an earlier time may have
+        # some of them inside its window already (events that arrived first).
+        self._latest_attributable = (
+            self._conn.execute("SELECT max(time) FROM events WHERE type IN (1, 5)").fetchone()[0]
+            or -1
+        )
         self._next_seq = 1 + (
             self._conn.execute("SELECT max(seq) FROM decisions").fetchone()[0] or 0
         )
@@ -186,19 +115,24 @@ class SQLiteStore:
         )
         self._refresh_next_due()
         self._nothing_closed = self._closed([])
+        self._checkpointer = Checkpointer(self.path)
         self._json_columns: dict[bytes, tuple[str, str, str]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; committed when the block ends, rolled back on any error (a failed
+        COMMIT included), so the connection never stays stuck in a transaction."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # the original error is the news
+                    self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     def _refresh_next_due(self) -> None:
         row = self._conn.execute(
@@ -274,8 +208,10 @@ class SQLiteStore:
             result = self._conn.execute(
                 f"WITH request(i, customer_id, t) AS (VALUES {values})"
                 " SELECT r.i, d.channel, d.touchpoint, count(*),"
-                f" sum(d.time > r.t - {week}), sum(d.time > r.t - {month}), max(d.time)"
+                f" sum(d.time > r.t - {week}), sum(d.time > r.t - {month}),"
+                f" coalesce(max(CASE WHEN d.time > r.t - {month} THEN d.time END), {NO_TIME})"
                 " FROM request r JOIN decisions d ON d.customer_id = r.customer_id"
+                " AND d.time <= r.t"
                 " WHERE d.channel != '' GROUP BY r.i, d.channel, d.touchpoint",
                 params,
             ).fetchall()
@@ -355,12 +291,35 @@ class SQLiteStore:
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
+            if n and int(batch.times.min()) <= self._latest_attributable:
+                self._attribute_earlier_events(conn, int(seq[0]), int(seq[-1]))
         self._next_seq += n
         batch.seq = seq
         batch.id_prefix = self.instance_id
         if n:
             earliest = int(batch.window_end.min())
             self._next_due = earliest if self._next_due is None else min(self._next_due, earliest)
+
+    @staticmethod
+    def _attribute_earlier_events(conn: sqlite3.Connection, first: int, last: int) -> None:
+        """Attribute stored purchases and unsubscribes inside the new decisions' windows (events
+        that arrived before their decision), adding them in arrival order as live would."""
+        found = conn.execute(
+            "SELECT d.seq, e.type, e.value, e.channel = d.channel AND d.channel != ''"
+            " FROM decisions d JOIN events e ON e.customer_id = d.customer_id"
+            " AND e.time >= d.time AND e.time < d.window_end AND e.type IN (1, 5)"
+            " WHERE d.seq BETWEEN ? AND ? ORDER BY d.seq, e.seq",
+            (first, last),
+        ).fetchall()
+        updates = [
+            (value, purchases, unsubscribes, seq)
+            for seq, value, purchases, unsubscribes in earlier_attribution(found)
+        ]
+        conn.executemany(
+            "UPDATE decisions SET attributed_value = ?, attributed_purchases = ?,"
+            " unsubscribes = ? WHERE seq = ?",
+            updates,
+        )
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         row = self._conn.execute(
@@ -424,6 +383,8 @@ class SQLiteStore:
                     results.append(EventResult(duplicate=True, decisions_attributed=0))
                     continue
                 attributed = 0
+                if etype in (EventType.PURCHASE, EventType.UNSUBSCRIBED):
+                    self._latest_attributable = max(self._latest_attributable, t)
                 if etype == EventType.PURCHASE:
                     conn.execute(
                         "INSERT INTO customers VALUES (?, ?, ?, 1, ?, ?)"
@@ -648,39 +609,6 @@ class SQLiteStore:
         )
         frame["event_id"] = frame["event_id"].fillna("")
         return finish_events(frame)
-
-
-class _Checkpointer:
-    """Copies the WAL into the database file from its own thread and connection (PASSIVE: it
-    never blocks the writer) whenever the WAL has grown past `threshold` bytes."""
-
-    def __init__(self, path: Path, threshold: int = 128 * 1024 * 1024, every: float = 0.5) -> None:
-        self._wal = Path(f"{path}-wal")
-        self._path = path
-        self._threshold = threshold
-        self._every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="anstoss-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        try:
-            while not self._stop.wait(self._every):
-                try:
-                    if self._wal.stat().st_size > self._threshold:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except FileNotFoundError:
-                    continue  # no WAL: nothing to copy
-                except (OSError, sqlite3.Error) as exc:  # busy: try again later
-                    log.warning("background checkpoint failed: %s", exc)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # leave a compact file behind
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -92,8 +92,8 @@ def test_sigkill_loses_no_acknowledged_decision_or_outcome(data_dir: Path, tmp_p
     for t in threads:
         t.start()
     try:
-        deadline = time.monotonic() + 20
-        while (len(acknowledged) < 3000 or len(rewarded) < 100) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while (len(acknowledged) < 1500 or len(rewarded) < 60) and time.monotonic() < deadline:
             time.sleep(0.01)
         process.send_signal(signal.SIGKILL)  # mid-flight: clients are still sending
         process.wait(timeout=10)
@@ -102,8 +102,8 @@ def test_sigkill_loses_no_acknowledged_decision_or_outcome(data_dir: Path, tmp_p
         for t in threads:
             t.join(timeout=10)
     assert not errors
-    assert len(acknowledged) >= 3000
-    assert len(rewarded) > 50
+    assert len(acknowledged) >= 1500
+    assert len(rewarded) >= 60
 
     process, port = start(data_dir, port_file)
     try:

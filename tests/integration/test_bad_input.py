@@ -83,14 +83,20 @@ DECIDE_CASES = {
         "customer_id",
     ),
     "negative occasion": (_request(days_to_occasion=-1), INVALID, "context.days_to_occasion"),
+    "feature both numeric and categorical": (
+        _request(numeric={"tier": 1.0}, categorical={"tier": "gold"}),
+        INVALID,
+        "context.categorical['tier']",
+    ),
 }
 
 
 def _assert_fails(call: Callable[[], object], code: grpc.StatusCode, field: str) -> None:
+    """The call fails with `code`, and the message starts with the exact field path."""
     with pytest.raises(grpc.RpcError) as failure:
         call()
     assert failure.value.code() == code, failure.value.details()
-    assert failure.value.details().startswith(field + ":") or field in failure.value.details()
+    assert failure.value.details().startswith(field + ": "), failure.value.details()
     assert "Traceback" not in failure.value.details()
 
 
@@ -151,7 +157,7 @@ def test_unknown_decision_id_is_not_found(client: DecisionClient) -> None:
     _assert_fails(
         lambda: client.event("c1", T0, EventType.OPENED, decision_id="no-such-decision"),
         grpc.StatusCode.NOT_FOUND,
-        "decision_id",
+        "event.decision_id",
     )
     _assert_still_serving(client)
 
@@ -210,6 +216,8 @@ def test_bad_events_in_a_batch_get_their_own_errors(client: DecisionClient) -> N
     assert not reply.results[0].HasField("error")
     assert reply.results[1].error.field == "events[1].value"
     assert reply.results[2].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert reply.results[2].error.field == "events[2].decision_id"
+    assert reply.results[2].error.message.startswith("events[2].decision_id: ")
 
 
 OUTCOME_CASES = {
@@ -217,6 +225,7 @@ OUTCOME_CASES = {
     "NaN reward": ({"reward": math.nan}, "reward"),
     "negative value": ({"value": -1.0, "outcome_id": "o"}, "value"),
     "value without outcome id": ({"value": 3.0}, "outcome_id"),
+    "value under the reward's id": ({"value": 3.0, "outcome_id": "reward"}, "outcome_id"),
 }
 
 
@@ -261,3 +270,24 @@ def test_same_purchase_event_twice_is_applied_once(client: DecisionClient) -> No
     assert (first.duplicate, again.duplicate) == (False, True)
     assert (first.decisions_attributed, again.decisions_attributed) == (1, 0)
     assert client.get_decision(d.decision_id).attributed_value == 30.0
+
+
+def test_a_wrong_clock_cannot_close_every_window(client: DecisionClient) -> None:
+    client.event("w", T0, EventType.PURCHASE, value=20.0, event_id="w-1")
+    open_decision = client.decide("w", T0 + 60)
+    far = pb.DecideRequest(customer_id="x", time=timestamp(253402300799))  # 9999-12-31
+    _assert_fails(lambda: client.stub.Decide(far, timeout=5), INVALID, "time")
+    event = pb.Event(customer_id="x", time=timestamp(T0 + 40 * DAY), type=1, value=5)
+    _assert_fails(
+        lambda: client.stub.ReportEvent(pb.ReportEventRequest(event=event), timeout=5),
+        INVALID,
+        "event.time",
+    )
+    assert client.get_decision(open_decision.decision_id).status == pb.DECISION_STATUS_OPEN
+    # Within the limit, time moves on as usual.
+    assert (
+        client.event(
+            "w", T0 + 2 * DAY, EventType.PURCHASE, value=9.0, event_id="w-2"
+        ).decisions_attributed
+        == 1
+    )

@@ -18,7 +18,7 @@ from tests.conftest import DAY, T0
 def _bandit_customer(client: DecisionClient, n: int = 50) -> str:
     """A customer id the default experiment assigns to the bandit arm."""
     for i in range(n):
-        d = client.decide(f"probe-{i}", T0 - 400 * DAY)
+        d = client.decide(f"probe-{i}", T0 - 20 * DAY)
         if d.arm == "bandit":
             return f"probe-{i}"
     raise AssertionError("no bandit customer among the probes")
@@ -127,3 +127,30 @@ def test_stream_decides_batches_in_order(client: DecisionClient) -> None:
     assert [len(r.results) for r in replies] == [2, 3]
     ids = [res.decision.customer_id for r in replies for res in r.results]
     assert ids == [f"s{i}" for i in range(5)]
+
+
+def test_concurrent_calls_for_one_customer_respect_the_caps(client: DecisionClient) -> None:
+    """Concurrent unary calls are decided together; a customer asked about many times at once
+    still gets at most the capped number of contacts."""
+    import threading
+
+    client.event("busy", T0, EventType.PURCHASE, value=40.0, event_id="busy-1")
+    for channel in ("push", "sms", "call"):
+        client.event("busy", T0, EventType.CONSENT_GRANTED, channel=channel)
+    decisions: list[pb.Decision] = []
+    start = threading.Barrier(12)
+
+    def ask() -> None:
+        start.wait()
+        decisions.append(client.decide("busy", T0 + 3600))
+
+    threads = [threading.Thread(target=ask) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(decisions) == 12
+    contacts = [d for d in decisions if not d.no_contact]
+    assert 1 <= len(contacts) <= 3  # the cap over all channels in 7 days
+    inserts = [d for d in contacts if d.action.channel == "parcel_insert"]
+    assert len(inserts) <= 1  # the first shipment carries one insert

@@ -137,7 +137,7 @@ def run(
                     EventBatch([], [step[1]], [t], [EventType.PURCHASE], [30.0], [-1])
                 )
             else:
-                customers = list(dict.fromkeys(step[1]))
+                customers = step[1]  # may repeat a customer: both decisions must respect caps
                 decisions = engine.decide(DecideBatch(customers, np.full(len(customers), t)))
                 for i, customer in enumerate(customers):
                     probs = decisions.probabilities[i]
@@ -154,6 +154,7 @@ def run(
                     chosen = catalog.actions[int(decisions.chosen[i])]
                     assert probs[chosen.index] > 0
                     if chosen.is_contact:
+                        # A repeated customer's later row is decided after this one.
                         oracle.contacts[customer].append((t, chosen.channel))
                     checked += 1
         engine.close()

@@ -157,3 +157,41 @@ def test_model_swap_is_atomic_and_a_bad_model_keeps_the_old(make_engine) -> None
     engine.close()
     reopened = make_engine("bandit", name="serving.db")
     assert reopened.model_versions()["bandit"] == "trained+0"
+
+
+def test_events_that_arrive_before_their_decision_are_attributed(engine_on) -> None:  # type: ignore[no-untyped-def]
+    """Attribution follows event time, not arrival order: a purchase reported before a decision
+    with an earlier time still falls into that decision's window."""
+    engine = engine_on("random", seed=2)
+    cat = engine.catalog
+    engine.report_events(purchases(["a", "b"], [T0 - DAY, T0 - DAY], [50.0, 50.0]))
+    engine.report_events(purchases(["a", "a"], [T0 + 3600, T0 + 20 * DAY], [80.0, 9.0]))
+    engine.report_events(channel_events(cat, ["b"], [T0 + 60], EventType.UNSUBSCRIBED, ["email"]))
+    decisions = engine.decide(decide_batch(["a", "b"], T0))  # logged after those events
+    a, b = (engine.store.get_decision(i) for i in decisions.decision_ids)  # type: ignore[union-attr]
+    assert (a.attributed_value, a.attributed_purchases) == (80.0, 1)  # not the one 20 days on
+    # b's unsubscribe is already known when deciding, so e-mail is not even eligible for b.
+    assert not any(key.endswith("@email") for key in b.eligible)
+    assert b.attributed_purchases == 0
+
+
+def test_a_failed_update_is_replayed_not_skipped(tmp_path: Path, config: EngineConfig) -> None:
+    cfg = config.with_single_arm("bandit")
+    engine = DecisionEngine(cfg, SQLiteStore(tmp_path / "f.db", cfg.catalog))
+    policy = engine.policies[0]
+    original = policy.learn
+    calls = {"n": 0}
+
+    def flaky(batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("VW hiccup")
+        return original(batch)
+
+    policy.learn = flaky  # type: ignore[method-assign]
+    _traffic(engine, range(0, 15))  # windows close from day 11 on: the first update fails
+    assert calls["n"] >= 2
+    closed = engine.store.decisions_frame()
+    closed_count = int((closed["status"] == "closed").sum())
+    assert closed_count > 0
+    assert engine.policies[0].version == f"init+{closed_count}"  # every closed reward, once

@@ -67,6 +67,14 @@ def play(engine: DecisionEngine, seed: int, days: int = 40, customers: int = 60)
                     )
                 )
         active = [f"c{i}" for i in np.flatnonzero((arrival <= day) & (rng.random(customers) < 0.5))]
+        if day % 6 == 3 and len(active) > 2:
+            # A late delivery: a purchase arrives before a decision it follows in event time.
+            results += engine.report_events(
+                EventBatch(
+                    event_ids=[f"early-{day}"], customer_ids=[active[0]], times=[t + 7200],
+                    types=[EventType.PURCHASE], values=[33.3], channels=[-1],
+                )
+            )  # fmt: skip
         # Also ask for a few customers the engine has never seen.
         batch_ids = active + [f"stranger{day}"] + (active[:1] if active and day % 7 == 0 else [])
         candidates = None

@@ -6,7 +6,11 @@ anstoss decision service: which touchpoint over which channel -- or no contact a
 Conventions
 - Times are event times (when the thing happened at the caller), not arrival times. They drive
   contact caps, minimum gaps and attribution windows, so a backfill or a simulation replays
-  history exactly like live traffic. Every request that carries a time requires it.
+  history like live traffic. Every request that carries a time requires it. Attribution does
+  not depend on arrival order; a decision sees the customer state the engine knows when it
+  decides, so send history in time order. A time more than limits.max_time_jump_days (31 by
+  default) after the latest event time is refused: one wrong clock must not close every open
+  attribution window.
 - Touchpoints and channels are names from the server's catalog (see GetCatalog). An Action with
   an empty touchpoint and an empty channel means "no contact".
 - Money is in the deployment's currency (euros by default) as a double.
@@ -63,7 +67,10 @@ class _EligibilityRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Eligi
     """The cap of contacts over all channels in 30 days is reached."""
 
 class EligibilityRule(_EligibilityRule, metaclass=_EligibilityRuleEnumTypeWrapper):
-    """The contact rule that removed an action before the policy ran, in order of precedence."""
+    """The contact rule that removed an action before the policy ran. When several apply, the first
+    of this order is reported: UNSUBSCRIBED, NO_CONSENT, FIRST_SHIPMENT_ONLY, LIFECYCLE_WINDOW,
+    OCCASION_NOT_DUE, TOUCHPOINT_LIMIT, MIN_GAP, CHANNEL_CAP_7D, CHANNEL_CAP_30D, CAP_7D, CAP_30D.
+    """
 
 ELIGIBILITY_RULE_UNSPECIFIED: EligibilityRule.ValueType  # 0
 ELIGIBILITY_RULE_NO_CONSENT: EligibilityRule.ValueType  # 1
@@ -345,7 +352,7 @@ class RemovedAction(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     rule: Global___EligibilityRule.ValueType
     detail: _builtins.str
-    """Human-readable detail, e.g. "email: 3 contacts in 7 days, cap 3"."""
+    """Human-readable detail, e.g. "email: cap of 2 contacts in 7 days reached"."""
     @_builtins.property
     def action(self) -> Global___Action: ...
     def __init__(
@@ -564,7 +571,8 @@ class ReportOutcomeRequest(_message.Message):
     decision_id: _builtins.str
     outcome_id: _builtins.str
     """Idempotency key: the same (decision_id, outcome_id) is applied once. Defaults to "reward" for
-    a reward; required for a value (e.g. the order id).
+    a reward (a decision has one); required for a value (e.g. the order id), which may not use
+    "reward".
     """
     reward: _builtins.float
     """The decision's final reward: closes it now and the bandit learns from it once."""
@@ -646,7 +654,10 @@ class Event(_message.Message):
     channel: _builtins.str
     """UNSUBSCRIBED, CONSENT_GRANTED, CONSENT_WITHDRAWN: the channel."""
     decision_id: _builtins.str
-    """DELIVERED, OPENED, CLICKED: the decision whose message it was. Optional for other types."""
+    """DELIVERED, OPENED, CLICKED: the decision whose message it was (NOT_FOUND if unknown).
+    Optional for other types, and only recorded: a purchase counts for every decision whose
+    attribution window holds its time; to credit one decision, use ReportOutcome with a value.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """Event time. Required."""

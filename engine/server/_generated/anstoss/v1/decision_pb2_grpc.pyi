@@ -6,7 +6,11 @@ anstoss decision service: which touchpoint over which channel -- or no contact a
 Conventions
 - Times are event times (when the thing happened at the caller), not arrival times. They drive
   contact caps, minimum gaps and attribution windows, so a backfill or a simulation replays
-  history exactly like live traffic. Every request that carries a time requires it.
+  history like live traffic. Every request that carries a time requires it. Attribution does
+  not depend on arrival order; a decision sees the customer state the engine knows when it
+  decides, so send history in time order. A time more than limits.max_time_jump_days (31 by
+  default) after the latest event time is refused: one wrong clock must not close every open
+  attribution window.
 - Touchpoints and channels are names from the server's catalog (see GetCatalog). An Action with
   an empty touchpoint and an empty channel means "no contact".
 - Money is in the deployment's currency (euros by default) as a double.
