@@ -112,27 +112,50 @@ async def _unary(target: str, seconds: float) -> tuple[float, float, float, int]
     )
 
 
-def _stream(target: str, seconds: float, batch: int = 100) -> tuple[float, int]:
-    requests = [_request(i * 31, T0 + 10_000_000 + i) for i in range(batch * 50)]
+STREAM_START = T0 + 86_400  # the stream starts a day after the unary phase
+WINDOW_BATCHES = (
+    11 * 24
+)  # at an hour per batch, windows (10 days + 1 day lateness) close after this
+
+
+def _stream(
+    target: str,
+    seconds: float,
+    step: int,
+    start: int = STREAM_START,
+    warmup: int = 0,
+    batch: int = 100,
+) -> tuple[float, int]:
+    """Batches of `batch` requests over one stream, event time moving `step` seconds per batch;
+    throughput counted after `warmup` batches."""
+    requests = [_request(i * 31, start + i) for i in range(batch * 50)]
     with DecisionClient(target) as client:
         stop_at = time.perf_counter() + seconds
-        sent = 0
 
         def batches():  # type: ignore[no-untyped-def]
-            nonlocal sent
             k = 0
             while time.perf_counter() < stop_at:
                 chunk = requests[(k % 50) * batch : (k % 50 + 1) * batch]
                 for j, r in enumerate(chunk):
-                    r.time.seconds = T0 + 10_000_000 + k * batch + j
-                sent += batch
+                    r.time.seconds = start + k * step + j
                 k += 1
                 yield chunk
 
         began = time.perf_counter()
-        received = sum(len(reply.results) for reply in client.decide_stream(batches()))
+        received = counted = 0
+        for reply in client.decide_stream(batches()):
+            errors = [r.error for r in reply.results if r.HasField("error")]
+            if errors:  # a benchmark of refusals would measure nothing
+                raise RuntimeError(f"the server refused a request: {errors[0]}")
+            received += len(reply.results)
+            if received == warmup * batch:
+                began = time.perf_counter()
+            elif received > warmup * batch:
+                counted += len(reply.results)
         elapsed = time.perf_counter() - began
-    return received / elapsed, received
+    if counted == 0:
+        raise RuntimeError("the stream ran too short to pass its warm-up")
+    return counted / elapsed, counted
 
 
 def _raw_vw(seconds: float) -> float:
@@ -170,7 +193,19 @@ def run(seconds: float = 8.0) -> dict[str, float]:
         try:
             _seed_customers(target)
             unary, p50, p99, calls = asyncio.run(_unary(target, seconds))
-            stream, streamed = _stream(target, seconds)
+            # Deciding: event time moves a second per decision, so no window closes meanwhile.
+            stream, streamed = _stream(target, seconds, step=100)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Steady state on a fresh server: an hour per batch, so after 11 days of event time
+        # every batch also closes as many windows and the bandit learns their rewards.
+        process, port = _start(Path(tmp))
+        target = f"127.0.0.1:{port}"
+        try:
+            _seed_customers(target)
+            learning, learned = _stream(target, seconds * 2, step=3_600, warmup=WINDOW_BATCHES)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
@@ -179,6 +214,10 @@ def run(seconds: float = 8.0) -> dict[str, float]:
         f"unary Decide, {IN_FLIGHT} in flight: {unary:9,.0f} decisions/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  ({calls:,} calls)"
     )
     print(f"DecideStream, batches of 100:   {stream:9,.0f} decisions/s  ({streamed:,} decisions)")
+    print(
+        f"  same, steady state with every reward closed and learned: {learning:9,.0f} decisions/s"
+        f"  ({learned:,} decisions)"
+    )
     print(f"raw VW predictions (same features): {raw:9,.0f} /s")
     print(f"service / raw VW: unary {unary / raw:.3f}, stream {stream / raw:.3f}")
     return {
@@ -186,6 +225,7 @@ def run(seconds: float = 8.0) -> dict[str, float]:
         "decide_unary_p50_ms": p50,
         "decide_unary_p99_ms": p99,
         "decide_stream_per_s": stream,
+        "decide_stream_learning_per_s": learning,
         "vw_raw_predict_per_s": raw,
         "decide_unary_to_raw_ratio": unary / raw,
         "decide_stream_to_raw_ratio": stream / raw,

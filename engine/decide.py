@@ -66,6 +66,9 @@ class DecisionEngine:
         self._learned_seq = {arm: 0 for arm in self.experiment.names}
         self._since_checkpoint = {arm: 0 for arm in self.experiment.names}
         self._behind: set[str] = set()  # arms whose last online update failed
+        self._learners = frozenset(
+            arm for arm, p in zip(self.experiment.names, self.policies, strict=True) if p.learns
+        )
         self.updates = 0
         self._advanced_to = -1
         self._restore()
@@ -156,7 +159,7 @@ class DecisionEngine:
     def _advance(self, time: int) -> int:
         if time <= self._advanced_to:
             return 0  # event time did not move: nothing new can be due
-        closed = self.store.close_due(time, self.config.rewards)
+        closed = self.store.close_due(time, self.config.rewards, self._learners)
         self._advanced_to = time
         return self._learn(closed) if len(closed) else 0
 

@@ -87,30 +87,29 @@ class FeatureBatch:
     def from_records(cls, records: list[dict[str, Any]]) -> FeatureBatch:
         """Inverse of `record` (for learning from and evaluating on logged decisions)."""
         n = len(records)
-        numeric = np.zeros((n, len(NUMERIC_FEATURES)))
-        categorical = np.full((n, len(CATEGORICAL_FEATURES)), "", dtype=object)
-        extra_num: list[dict[str, float]] = []
-        extra_cat: list[dict[str, str]] = []
-        num_pos = {name: j for j, name in enumerate(NUMERIC_FEATURES)}
-        cat_pos = {name: j for j, name in enumerate(CATEGORICAL_FEATURES)}
+        numeric = np.array(
+            [[float(rec.get(name, 0.0)) for name in NUMERIC_FEATURES] for rec in records],
+            dtype=np.float64,
+        ).reshape(n, len(NUMERIC_FEATURES))
+        categorical = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=object)
+        if n:
+            categorical[:] = [[rec.get(n_, "") for n_ in CATEGORICAL_FEATURES] for rec in records]
+        extra_num: list[dict[str, float]] = [{} for _ in range(n)]
+        extra_cat: list[dict[str, str]] = [{} for _ in range(n)]
+        has_num = has_cat = False
         for i, rec in enumerate(records):
-            xn: dict[str, float] = {}
-            xc: dict[str, str] = {}
+            known = len(NUMERIC_FEATURES) + sum(1 for value in categorical[i] if value)
+            if len(rec) == known:
+                continue  # no extra features (the common case): skip the key scan
             for name, value in rec.items():
                 if name.startswith(EXTRA_PREFIX):
                     key = name[len(EXTRA_PREFIX) :]
                     if isinstance(value, str):
-                        xc[key] = value
+                        extra_cat[i][key] = value
+                        has_cat = True
                     else:
-                        xn[key] = float(value)
-                elif name in num_pos:
-                    numeric[i, num_pos[name]] = float(value)
-                elif name in cat_pos:
-                    categorical[i, cat_pos[name]] = str(value)
-            extra_num.append(xn)
-            extra_cat.append(xc)
-        has_num = any(extra_num)
-        has_cat = any(extra_cat)
+                        extra_num[i][key] = float(value)
+                        has_num = True
         return cls(
             numeric, categorical, extra_num if has_num else None, extra_cat if has_cat else None
         )

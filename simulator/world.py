@@ -47,8 +47,10 @@ class World:
         self.bond = np.full(n, scenario.bond.initial)
         self.fatigue = np.zeros(n)
         self.lift = np.zeros((n, c))
-        # Lift in transit (postcards take days), one slot per due day: slot day % len.
+        # Lift in transit (postcards take days), one slot per due day: slot day % len, with the
+        # customers that have something arriving in each slot.
         self.pending = np.zeros((int(self.response.delay.max()) + 1, n, c))
+        self._arriving: list[list[np.ndarray]] = [[] for _ in range(len(self.pending))]
         self.last_purchase = population.arrival.copy()
         self.repeats = np.zeros(n, dtype=np.int64)
         self.first_repeat = np.full(n, NEVER, dtype=np.int64)  # days after the first purchase
@@ -118,6 +120,8 @@ class World:
         later = ~now
         slots = (day + delay[later]) % len(self.pending)
         self.pending[slots, idx[later], channel[later]] += lift[later]
+        for slot in np.unique(slots).tolist():
+            self._arriving[slot].append(idx[later][slots == slot])
         fatigue = fatigue + r.fatigue_weight[channel]
         self.fatigue[idx] = fatigue
         bond = self.bond[idx]
@@ -134,10 +138,13 @@ class World:
         idx = np.flatnonzero(self.live)
         pop, r = self.population, self.response
         t = self.days_since_first(day, idx)
-        if len(self.pending) > 1:
-            slot = day % len(self.pending)
-            self.lift[idx] += self.pending[slot, idx]
-            self.pending[slot, idx] = 0.0
+        slot = day % len(self.pending)
+        if self._arriving[slot]:
+            rows = np.unique(np.concatenate(self._arriving[slot]))
+            self._arriving[slot].clear()
+            arrived = rows[self.live[rows]]  # the dead and the departed take no more lift
+            self.lift[arrived] += self.pending[slot, arrived]
+            self.pending[slot, rows] = 0.0
         lift = self.lift[idx]
         bond = self.bond[idx]
         hazard = (

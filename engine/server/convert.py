@@ -166,17 +166,25 @@ class Converter:
     def _decide_row(
         self, request: pb.DecideRequest, at: str
     ) -> tuple[str, int, dict[str, float], dict[str, str], np.ndarray | None]:
-        customer_id = self._id(request.customer_id, f"{at}customer_id")
+        customer_id = request.customer_id
+        if not customer_id.strip() or len(customer_id) > self.limits.max_id_length:
+            self._id(customer_id, f"{at}customer_id")  # raises with the field's path
         time = self._time(request, "time", f"{at}time")
         ctx = request.context
+        limit = self.limits.max_feature_value_length
         for name in ("acquisition_channel", "first_order_category", "region"):
-            self._text(getattr(ctx, name), f"{at}context.{name}")
+            if len(getattr(ctx, name)) > limit:
+                self._text(getattr(ctx, name), f"{at}context.{name}")
         if ctx.HasField("first_order_items") and ctx.first_order_items < 0:
             raise InvalidRequest(f"{at}context.first_order_items", "must be >= 0")
         if ctx.HasField("days_to_occasion") and not 0 <= ctx.days_to_occasion <= 366:
             raise InvalidRequest(f"{at}context.days_to_occasion", "must be between 0 and 366")
-        numeric = self._features(ctx.numeric, f"{at}context.numeric", numeric=True)
-        categorical = self._features(ctx.categorical, f"{at}context.categorical", numeric=False)
+        numeric = self._features(ctx.numeric, f"{at}context.numeric", True) if ctx.numeric else {}
+        categorical = (
+            self._features(ctx.categorical, f"{at}context.categorical", False)
+            if ctx.categorical
+            else {}
+        )
         for name in numeric.keys() & categorical.keys():
             raise InvalidRequest(
                 f"{at}context.categorical[{name!r}]", "also given as a numeric feature"

@@ -61,9 +61,12 @@ class Store(Protocol):
 
     def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied: ...
 
-    def close_due(self, watermark: int, rule: RewardRule) -> ClosedDecisions:
+    def close_due(
+        self, watermark: int, rule: RewardRule, learners: frozenset[str]
+    ) -> ClosedDecisions:
         """Close every open decision whose window end + lateness <= watermark, in order of
-        (window end, seq); assign close_seq; return them."""
+        (window end, seq); assign close_seq; return those of the `learners` arms (what the
+        other arms' policies would not learn from is not read back)."""
         ...
 
     def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions: ...

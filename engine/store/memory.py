@@ -441,7 +441,9 @@ class MemoryStore:
 
     # -- closing ----------------------------------------------------------------------------
 
-    def close_due(self, watermark: int, rule: RewardRule) -> ClosedDecisions:
+    def close_due(
+        self, watermark: int, rule: RewardRule, learners: frozenset[str]
+    ) -> ClosedDecisions:
         self._watermark = max(self._watermark, watermark)
         cutoff = self._watermark - rule.lateness_seconds
         if self._next_due is None or self._next_due > cutoff:
@@ -461,7 +463,9 @@ class MemoryStore:
             d["attributed_value"][due], d["attributed_purchases"][due], cost, d["unsubscribes"][due]
         )
         self._close(due, rewards, self._watermark, "window")
-        return self._closed(due)
+        names = self._context.arm_names if self._context else ()
+        learning = [i for i, name in enumerate(names) if name in learners]
+        return self._closed(due[np.isin(d["arm"][due], learning)])
 
     def _close(self, index: np.ndarray, rewards: np.ndarray, when: int, source: str) -> None:
         d = self._dec

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from engine.catalog import Catalog
@@ -485,7 +486,9 @@ class SQLiteStore:
 
     # -- closing and learning ---------------------------------------------------------------
 
-    def close_due(self, watermark: int, rule: RewardRule) -> ClosedDecisions:
+    def close_due(
+        self, watermark: int, rule: RewardRule, learners: frozenset[str]
+    ) -> ClosedDecisions:
         self._watermark = max(self._watermark, watermark)
         cutoff = self._watermark - rule.lateness_seconds
         if self._next_due is None or self._next_due > cutoff:
@@ -516,12 +519,15 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'watermark'", (str(self._watermark),)
             )
+            arms = ",".join("?" * len(learners))
             closed = self._closed(
                 conn.execute(
-                    f"SELECT {_CLOSED_COLUMNS} FROM decisions"
-                    " WHERE close_seq >= ? AND close_seq < ? ORDER BY close_seq",
-                    (int(close_seq[0]), int(close_seq[-1]) + 1),
+                    f"SELECT {_CLOSED_COLUMNS} FROM decisions WHERE close_seq >= ?"
+                    f" AND close_seq < ? AND arm IN ({arms}) ORDER BY close_seq",
+                    (int(close_seq[0]), int(close_seq[-1]) + 1, *sorted(learners)),
                 )
+                if learners
+                else []
             )
             self._refresh_next_due()
         self._next_close_seq += len(due)
@@ -543,7 +549,7 @@ class SQLiteStore:
         for seq, close_seq, arm, features, eligible, action, probability, reward in rows:
             chosen = cat.index_of_key(action)
             allowed = np.zeros(cat.n_actions, dtype=bool)
-            for key in json.loads(eligible):
+            for key in orjson.loads(eligible):
                 j = cat.index_of_key(key)
                 if j is not None:
                     allowed[j] = True
@@ -552,7 +558,7 @@ class SQLiteStore:
             seqs.append(seq)
             close_seqs.append(close_seq)
             arms.append(arm)
-            feats.append(json.loads(features))
+            feats.append(orjson.loads(features))
             allowed_rows.append(allowed)
             choices.append(chosen)
             probs.append(probability)
