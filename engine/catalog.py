@@ -132,6 +132,14 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     return parse_catalog(root)
 
 
+def load_catalog_from(reference: str, config_file: Path) -> Catalog:
+    """The catalog a config file names: relative to that file, or the shipped one if empty."""
+    if not reference:
+        return load_catalog()
+    path = Path(reference)
+    return load_catalog(path if path.is_absolute() else config_file.parent / path)
+
+
 def parse_catalog(root: Table) -> Catalog:
     contact = root.table("contact")
     max7 = contact.integer("max_per_7d", 0, minimum=0)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from engine.catalog import Catalog, load_catalog
+from engine.catalog import Catalog, load_catalog, load_catalog_from
 from engine.errors import ConfigError
 from engine.experiment import POLICY_KINDS, Arm, Experiment
 from engine.rewards import RewardRule
@@ -81,13 +81,7 @@ def load_config(
     path = default_config_path() if path is None else Path(path)
     root = load_toml(path)
     catalog_path = root.string("catalog", "")
-    if catalog_path:
-        resolved = Path(catalog_path)
-        if not resolved.is_absolute():
-            resolved = path.parent / resolved
-        catalog = load_catalog(resolved)
-    else:
-        catalog = load_catalog()
+    catalog = load_catalog_from(catalog_path, path)
     seed = root.integer("seed", 20261124, minimum=0)
     experiment = _experiment(root.table("experiment"), policy_kinds)
     bandit = _bandit(root.table("bandit"))

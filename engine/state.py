@@ -20,6 +20,10 @@ PERMISSION_UNSUBSCRIBED = 3
 
 NO_TIME = -1  # "never" in time arrays
 
+# The permission state a channel event sets (EventType values: 5 unsubscribed, 6 consent
+# granted, 7 consent withdrawn).
+PERMISSION_OF_EVENT = {5: PERMISSION_UNSUBSCRIBED, 6: PERMISSION_GRANTED, 7: PERMISSION_WITHDRAWN}
+
 
 @dataclass
 class CustomerStates:

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import Catalog, load_catalog
+from engine.catalog import Catalog, load_catalog_from
 from engine.errors import ConfigError
 from engine.tomlconf import Table, load_toml
 
@@ -143,13 +143,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     path = default_scenario_path() if path is None else Path(path)
     root = load_toml(path)
     catalog_path = root.string("catalog", "")
-    if catalog_path:
-        resolved = Path(catalog_path)
-        if not resolved.is_absolute():
-            resolved = path.parent / resolved
-        catalog = load_catalog(resolved)
-    else:
-        catalog = load_catalog()
+    catalog = load_catalog_from(catalog_path, path)
     try:
         start = date.fromisoformat(root.string("start_date", "2026-01-05"))
     except ValueError:

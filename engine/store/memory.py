@@ -35,22 +35,11 @@ from engine.logschema import (
 )
 from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
 from engine.rewards import RewardRule, earlier_attribution
-from engine.state import (
-    NO_TIME,
-    PERMISSION_GRANTED,
-    PERMISSION_UNSUBSCRIBED,
-    PERMISSION_WITHDRAWN,
-    CustomerStates,
-)
+from engine.state import NO_TIME, PERMISSION_OF_EVENT, CustomerStates
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
 from engine.store.columns import Columns, grow_cols, grow_rows
 from engine.timeutil import DAY
 
-_PERMISSION_OF = {
-    int(EventType.UNSUBSCRIBED): PERMISSION_UNSUBSCRIBED,
-    int(EventType.CONSENT_GRANTED): PERMISSION_GRANTED,
-    int(EventType.CONSENT_WITHDRAWN): PERMISSION_WITHDRAWN,
-}
 _KEEP = 30 * DAY  # contact history needed by the rules
 _RESPONSE_CODES = [int(t) for t in RESPONSE_EVENTS]
 _DUPLICATE = EventResult(True, 0)
@@ -365,11 +354,11 @@ class MemoryStore:
             p = rows[purchase]
             self._purchases(cust[purchase], events.times[p], events.values[p])
             attributed[p] = self._attribute(cust[purchase], events.times[p], events.values[p], None)
-        for j in np.flatnonzero(np.isin(kinds, list(_PERMISSION_OF))).tolist():
+        for j in np.flatnonzero(np.isin(kinds, list(PERMISSION_OF_EVENT))).tolist():
             i = int(rows[j])
             c, ch, t = int(cust[j]), int(events.channels[i]), int(events.times[i])
             if t >= self._cust["permission_time"][c, ch]:
-                self._cust["permission"][c, ch] = _PERMISSION_OF[int(types[i])]
+                self._cust["permission"][c, ch] = PERMISSION_OF_EVENT[int(types[i])]
                 self._cust["permission_time"][c, ch] = t
             if types[i] == EventType.UNSUBSCRIBED:
                 attributed[i] = self._attribute(cust[j : j + 1], events.times[i : i + 1], None, ch)[

@@ -41,13 +41,7 @@ from engine.logschema import (
 )
 from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
 from engine.rewards import RewardRule, earlier_attribution
-from engine.state import (
-    NO_TIME,
-    PERMISSION_GRANTED,
-    PERMISSION_UNSUBSCRIBED,
-    PERMISSION_WITHDRAWN,
-    CustomerStates,
-)
+from engine.state import NO_TIME, PERMISSION_OF_EVENT, CustomerStates
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
 from engine.store.wal import Checkpointer
 from engine.timeutil import DAY
@@ -58,11 +52,6 @@ _PATTERN_CACHE = 10_000  # distinct (rules, probabilities) rows whose JSON is ke
 
 _SCHEMA = (resources.files("engine") / "store" / "schema.sql").read_text()
 
-_PERMISSION_OF = {
-    EventType.UNSUBSCRIBED: PERMISSION_UNSUBSCRIBED,
-    EventType.CONSENT_GRANTED: PERMISSION_GRANTED,
-    EventType.CONSENT_WITHDRAWN: PERMISSION_WITHDRAWN,
-}
 _CLOSED_COLUMNS = "seq, close_seq, arm, features, eligible, action, probability, reward"
 
 
@@ -405,13 +394,13 @@ class SQLiteStore:
                         " WHERE customer_id = ? AND status = 1 AND time <= ? AND window_end > ?",
                         (value, cid, t, t),
                     ).rowcount
-                elif etype in _PERMISSION_OF:
+                elif etype in PERMISSION_OF_EVENT:
                     conn.execute(
                         "INSERT INTO permissions VALUES (?, ?, ?, ?)"
                         " ON CONFLICT (customer_id, channel) DO UPDATE SET"
                         " state = excluded.state, time = excluded.time"
                         " WHERE excluded.time >= permissions.time",
-                        (cid, channel, _PERMISSION_OF[etype], t),
+                        (cid, channel, PERMISSION_OF_EVENT[etype], t),
                     )
                     if etype == EventType.UNSUBSCRIBED:
                         attributed = conn.execute(
