@@ -102,21 +102,16 @@ class DecisionEngine:
         allowed = eligibility.allowed
         arm = self.experiment.assign(keys)
         probabilities = np.zeros(allowed.shape)
-        versions = [""] * n
         for a, policy in enumerate(self.policies):
-            if len(self.policies) == 1:
-                probabilities = policy.probabilities(features, states, allowed)
-                versions = [policy.version] * n
-                break
             rows = np.flatnonzero(arm == a)
-            if len(rows) == 0:
-                continue
-            probabilities[rows] = policy.probabilities(
-                features.rows(rows), states.rows(rows), allowed[rows]
-            )
-            version = policy.version
-            for i in rows.tolist():
-                versions[i] = version
+            if len(rows) == n:  # the whole batch (one arm): no copies
+                probabilities = policy.probabilities(features, states, allowed)
+            elif len(rows):
+                probabilities[rows] = policy.probabilities(
+                    features.rows(rows), states.rows(rows), allowed[rows]
+                )
+        arm_versions = [p.version for p in self.policies]
+        versions = [arm_versions[a] for a in arm.tolist()]
         _check_probabilities(probabilities, allowed)
         chosen = _sample(probabilities, decision_draws(keys, batch.times, self.config.seed))
         decisions = DecisionBatch(

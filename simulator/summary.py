@@ -50,18 +50,13 @@ def metrics(
         if n > 1
         else 0.0,
     )
-    contacts = 0.0
-    for channel in catalog.channels:
-        per = float(customers[f"contacts_{channel.name}"].mean())
-        out[f"contacts_per_customer_{channel.name}"] = per
-        contacts += per
-    out["contacts_per_customer"] = contacts
-    unsubscribed = 0.0
-    for channel in catalog.channels:
-        share = float(customers[f"unsubscribed_{channel.name}"].mean())
-        out[f"unsubscribe_rate_{channel.name}"] = share
-        unsubscribed += share
-    out["unsubscribes_per_customer"] = unsubscribed
+    for column, per_channel, total in (
+        ("contacts", "contacts_per_customer", "contacts_per_customer"),
+        ("unsubscribed", "unsubscribe_rate", "unsubscribes_per_customer"),
+    ):
+        shares = {c.name: float(customers[f"{column}_{c.name}"].mean()) for c in catalog.channels}
+        out.update({f"{per_channel}_{name}": share for name, share in shares.items()})
+        out[total] = sum(shares.values())
     return out
 
 

@@ -325,12 +325,9 @@ class Converter:
             )
         return message
 
-    def _describe(self, rule: int, action: int) -> str:
-        return self._removed_message(rule, action).detail
-
     def _detail(self, rule: int, key: str) -> str:
         index = self.catalog.index_of_key(key)
-        return self._describe(rule, index) if index else ""
+        return self._removed_message(rule, index).detail if index else ""
 
     def record(self, record: DecisionRecord, experiment: Experiment) -> pb.Decision:
         """A decision read back from the log -> protobuf."""
