@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from engine.config import load_config
     from engine.server.app import open_engine, serve_forever, start_server
 
     config = load_config(args.config)
+    if args.replay:
+        config = config.replace(time=dataclasses.replace(config.time, mode="replay"))
     engine = open_engine(config, args.data_dir)
     reload = None
     if args.model:
@@ -33,7 +38,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"anstoss serving on {args.host}:{port} (data dir {args.data_dir})", flush=True)
 
     serve_forever(running, on_ready=ready, on_reload=reload)
-    return 0
+    # Everything acknowledged is committed and the store is closed. A worker thread still
+    # blocked on a vanished client must not keep the process alive (the interpreter would
+    # join it at exit), so leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -87,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=32, help="RPC worker threads (default: %(default)s)"
     )
     serve.add_argument("--port-file", help="write the bound port to this file once serving")
+    serve.add_argument(
+        "--replay",
+        action="store_true",
+        help="replay mode: request times move freely instead of staying within"
+        " time.max_ahead_seconds of the wall clock (for `anstoss simulate --via` and backfills)",
+    )
     serve.set_defaults(func=_serve)
 
     simulate = sub.add_parser(
@@ -120,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="write summary.json and Parquet files of customers, decisions, events here"
     )
     simulate.add_argument(
-        "--via", metavar="HOST:PORT", help="decide through this running anstoss server"
+        "--via",
+        metavar="HOST:PORT",
+        help="decide through this running anstoss server (start it with `anstoss serve"
+        " --replay`: simulated time runs ahead of the wall clock)",
     )
     simulate.add_argument(
         "--config", help="engine config TOML for in-process runs (default: the shipped one)"

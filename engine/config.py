@@ -14,6 +14,7 @@ from engine.rewards import RewardRule
 from engine.tomlconf import Table, load_toml
 
 EXPLORATIONS = ("epsilon", "squarecb")
+TIME_MODES = ("live", "replay")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class BanditConfig:
 
 @dataclass(frozen=True)
 class Limits:
+    """Sizes, magnitudes and concurrency a caller may use; every one is checked at the edge."""
+
     max_batch: int = 1000
     max_events: int = 10000
     max_id_length: int = 128
@@ -38,10 +41,32 @@ class Limits:
     max_feature_value_length: int = 128
     max_candidates: int = 256
     max_message_bytes: int = 4 * 1024 * 1024
-    max_concurrent_rpcs: int = 256
-    # A request's time may lie at most this far after the latest event time seen: one wrong
-    # clock (say the year 9999) would otherwise close every open attribution window at once.
-    max_time_jump_days: int = 31
+    # Magnitudes: whatever enters the state stays finite, and one value cannot swamp the model.
+    max_value: float = 1_000_000.0  # a purchase value or a reported value
+    max_abs_reward: float = 10_000.0  # a reported reward
+    max_abs_feature: float = 1_000_000.0  # an extra numeric context feature
+    # Fair sharing: a stream holds a worker thread while open, so streams are capped in total
+    # and per connection, and end when idle; calls beyond the caps answer UNAVAILABLE.
+    max_streams: int = 16
+    max_streams_per_connection: int = 4
+    max_calls_per_connection: int = 64
+    stream_idle_seconds: float = 30.0
+    # gRPC's own cap on calls open at once (running or queued); beyond it gRPC answers
+    # RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded" before any handler runs.
+    max_concurrent_rpcs: int = 1024
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    """How far a request's event time is trusted (see engine/timeguard.py)."""
+
+    # "live": times may lie at most max_ahead_seconds after the server's wall clock, so no
+    # client can move event time ahead and close attribution windows early. "replay": times
+    # move freely (simulations through gRPC, backfills of history).
+    mode: str = "live"
+    max_ahead_seconds: float = 600.0
+    # Times before this are refused: a Timestamp left unset reads as 1970-01-01.
+    earliest: int = 946_684_800  # 2000-01-01T00:00:00Z
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,7 @@ class EngineConfig:
     bandit: BanditConfig = field(default_factory=BanditConfig)
     rewards: RewardRule = field(default_factory=RewardRule)
     limits: Limits = field(default_factory=Limits)
+    time: TimeConfig = field(default_factory=TimeConfig)
     seed: int = 20261124
     checkpoint_every: int = 500
     synchronous: str = "normal"
@@ -93,6 +119,7 @@ def load_config(
     synchronous = store.string("synchronous", "normal", choices=("normal", "full"))
     store.reject_unknown()
     limits = _limits(root.table("limits"))
+    time = _time(root.table("time"))
     root.reject_unknown()
     return EngineConfig(
         catalog=catalog,
@@ -100,6 +127,7 @@ def load_config(
         bandit=bandit,
         rewards=rewards,
         limits=limits,
+        time=time,
         seed=seed,
         checkpoint_every=checkpoint_every,
         synchronous=synchronous,
@@ -167,12 +195,32 @@ def _rewards(t: Table) -> RewardRule:
 
 def _limits(t: Table) -> Limits:
     defaults = Limits()
-    values = {
-        f.name: t.integer(f.name, getattr(defaults, f.name), minimum=1)
-        for f in dataclasses.fields(Limits)
-    }
+    values: dict[str, int | float] = {}
+    for f in dataclasses.fields(Limits):
+        default = getattr(defaults, f.name)
+        if isinstance(default, float):
+            values[f.name] = t.number(f.name, default, minimum=0, exclusive_minimum=True)
+        else:
+            values[f.name] = t.integer(f.name, default, minimum=1)
     t.reject_unknown()
-    return Limits(**values)
+    limits = Limits(**values)  # type: ignore[arg-type]
+    if limits.max_streams_per_connection > limits.max_streams:
+        raise t.error(
+            "max_streams_per_connection",
+            f"{limits.max_streams_per_connection} is more than max_streams ({limits.max_streams})",
+        )
+    return limits
 
 
-__all__ = ["BanditConfig", "ConfigError", "EngineConfig", "Limits", "load_config"]
+def _time(t: Table) -> TimeConfig:
+    defaults = TimeConfig()
+    config = TimeConfig(
+        mode=t.string("mode", defaults.mode, choices=TIME_MODES),
+        max_ahead_seconds=t.number("max_ahead_seconds", defaults.max_ahead_seconds, minimum=0),
+        earliest=t.timestamp("earliest", defaults.earliest),
+    )
+    t.reject_unknown()
+    return config
+
+
+__all__ = ["BanditConfig", "ConfigError", "EngineConfig", "Limits", "TimeConfig", "load_config"]

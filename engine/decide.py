@@ -8,11 +8,15 @@ many, and the in-process simulator hands over a whole day at a time. One lock se
 Exactly-once learning: closing a decision assigns it a ``close_seq`` in the same transaction
 that fixes its reward; a checkpoint stores a model together with the last close_seq it has
 learned. On start, each learning arm loads its newest checkpoint and replays the decisions closed
-after it, so a killed process neither loses nor repeats an update.
+after it, so a killed process neither loses nor repeats an update. Updates are applied row by
+row and the last row applied is recorded: when the learner fails inside a batch, the rows before
+the failure count as learned and the rest is replayed later, never twice. A row that cannot be
+learned (damaged, or failing MAX_ATTEMPTS times) is recorded as unlearned and skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
@@ -22,7 +26,7 @@ import numpy as np
 from engine.config import EngineConfig
 from engine.contact import ContactPolicy
 from engine.decisions import ClosedDecisions, DecisionBatch, DecisionRecord, occurrence_rounds
-from engine.errors import AnstossError, ModelError
+from engine.errors import AnstossError, ModelError, PartialUpdate
 from engine.features import build_features
 from engine.hashing import decision_draws, string_keys
 from engine.policy import BanditPolicy, Policy, make_policy
@@ -30,6 +34,7 @@ from engine.requests import DecideBatch, EventBatch, EventResult, Outcome
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied, Store
 
 log = logging.getLogger("anstoss.engine")
+MAX_ATTEMPTS = 3  # a closed decision whose update fails this often is recorded as unlearned
 
 
 class PolicyError(AnstossError):
@@ -66,11 +71,11 @@ class DecisionEngine:
         self._learned_seq = {arm: 0 for arm in self.experiment.names}
         self._since_checkpoint = {arm: 0 for arm in self.experiment.names}
         self._behind: set[str] = set()  # arms whose last online update failed
+        self._failures: dict[tuple[str, int], int] = {}  # (arm, close_seq) -> failed updates
         self._learners = frozenset(
             arm for arm, p in zip(self.experiment.names, self.policies, strict=True) if p.learns
         )
         self.updates = 0
-        self._advanced_to = -1
         self._restore()
 
     # -- deciding ---------------------------------------------------------------------------
@@ -133,6 +138,8 @@ class DecisionEngine:
     def report_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
         """Apply events in order (idempotent per event id), then let event time advance."""
         with self._lock:
+            if len(events):
+                self.store.observe(int(events.times.max()))
             results = self.store.apply_events(events)
             if len(events):
                 self._advance(int(events.times.max()))
@@ -140,6 +147,7 @@ class DecisionEngine:
 
     def report_outcome(self, outcome: Outcome) -> OutcomeApplied:
         with self._lock:
+            self.store.observe(outcome.time)
             applied = self.store.apply_outcome(outcome, self.config.rewards)
             if applied.closed is not None:
                 self._learn(applied.closed)
@@ -152,43 +160,85 @@ class DecisionEngine:
             return self._advance(time)
 
     def _advance(self, time: int) -> int:
-        if time <= self._advanced_to:
-            return 0  # event time did not move: nothing new can be due
+        # Always asked, even when time did not move: a decision logged at a time far behind
+        # event time (a backfill) may be due already. The store answers from memory when
+        # nothing is due.
         closed = self.store.close_due(time, self.config.rewards, self._learners)
-        self._advanced_to = time
         return self._learn(closed) if len(closed) else 0
 
     def _learn(self, closed: ClosedDecisions) -> int:
         """Learn closed rewards per arm. A failed update leaves the arm behind: its next
-        learning replays everything closed since its last success, so nothing is skipped and
-        (the batch being checked before any update) nothing is learned twice."""
+        learning replays everything closed since the last row it learned."""
         applied = 0
         arms = np.array(closed.arm, dtype=object)
         for a, (name, policy) in enumerate(zip(self.experiment.names, self.policies, strict=True)):
             rows = np.flatnonzero(arms == name)
             if len(rows) == 0:
                 continue
-            latest = int(closed.close_seq[rows].max())
             if not policy.learns:
+                latest = int(closed.close_seq[rows].max())
                 self._learned_seq[name] = max(self._learned_seq[name], latest)
                 continue
             batch = closed.rows(rows) if len(rows) < len(closed) else closed
             if name in self._behind:
                 batch = self.store.closed_since(name, self._learned_seq[name])
+            applied += self._learn_arm(a, batch)
+        self.updates += applied
+        return applied
+
+    def _learn_arm(self, a: int, batch: ClosedDecisions) -> int:
+        """Learn one arm's closed decisions (in close order); returns the updates applied."""
+        name, policy = self.experiment.names[a], self.policies[a]
+        if len(batch) == 0:
+            return 0
+        batch = self._learnable(name, batch)
+        applied = 0
+        while len(batch):
             try:
-                n = policy.learn(batch)
-            except Exception:
-                self._behind.add(name)
-                log.exception("arm %s: online update failed; it is replayed with the next", name)
+                applied += policy.learn(batch)
+            except Exception as exc:  # the protocol: PartialUpdate, or nothing was applied
+                failure = exc if isinstance(exc, PartialUpdate) else PartialUpdate(0, exc)
+                applied += failure.applied
+                failed = int(batch.close_seq[failure.applied])
+                self._learned_seq[name] = max(self._learned_seq[name], failed - 1)
+                attempts = self._failures.get((name, failed), 0) + 1
+                self._failures[name, failed] = attempts
+                log.error(
+                    "arm %s: online update of close_seq %d failed (attempt %d of %d): %r",
+                    name, failed, attempts, MAX_ATTEMPTS, failure.cause,
+                )  # fmt: skip
+                if attempts < MAX_ATTEMPTS:
+                    self._behind.add(name)  # replayed from `failed` with the next learning
+                    break
+                self.store.mark_unlearned(name, [failed], f"update failed: {failure.cause!r}"[:200])
+                self._failures.pop((name, failed), None)
+                self._learned_seq[name] = failed
+                batch = batch.rows(np.arange(failure.applied + 1, len(batch)))
                 continue
             self._behind.discard(name)
             self._learned_seq[name] = max(self._learned_seq[name], int(batch.close_seq.max()))
-            applied += n
-            self._since_checkpoint[name] += n
-            if self._since_checkpoint[name] >= self.config.checkpoint_every:
-                self._checkpoint(a)
-        self.updates += applied
+            break
+        self._since_checkpoint[name] += applied
+        if self._since_checkpoint[name] >= self.config.checkpoint_every:
+            self._checkpoint(a)
         return applied
+
+    def _learnable(self, name: str, batch: ClosedDecisions) -> ClosedDecisions:
+        """The rows a policy can learn from, rewards clipped to limits.max_abs_reward (what is
+        logged stays as it was); the others are recorded as unlearned."""
+        ok = batch.learnable()
+        if not ok.all():
+            bad = batch.close_seq[~ok].tolist()
+            log.error("arm %s: %d closed decisions cannot be learned: %s", name, len(bad), bad[:10])
+            self.store.mark_unlearned(name, bad, "damaged or invalid row")
+            latest = int(batch.close_seq.max())
+            batch = batch.rows(np.flatnonzero(ok))
+            if len(batch) == 0:
+                self._learned_seq[name] = max(self._learned_seq[name], latest)
+        bound = self.config.limits.max_abs_reward
+        if len(batch) and np.abs(batch.reward).max() > bound:
+            batch = dataclasses.replace(batch, reward=np.clip(batch.reward, -bound, bound))
+        return batch
 
     # -- models -----------------------------------------------------------------------------
 
@@ -213,8 +263,7 @@ class DecisionEngine:
             replay = self.store.closed_since(name, after)
             self._learned_seq[name] = after
             if len(replay):
-                n = self.policies[a].learn(replay)
-                self._learned_seq[name] = int(replay.close_seq.max())
+                n = self._learn_arm(a, replay)
                 log.info("arm %s: replayed %d updates after checkpoint %d", name, n, after)
 
     def _checkpoint(self, arm_index: int) -> None:
@@ -271,7 +320,8 @@ class DecisionEngine:
             if record.arm not in self._learned_seq:
                 return record, False
             policy = self.policies[self._arm_index(record.arm)]
-            return record, policy.learns and record.close_seq <= self._learned_seq[record.arm]
+            learned = record.close_seq <= self._learned_seq[record.arm] and not record.unlearned
+            return record, policy.learns and learned
 
     def model_versions(self) -> dict[str, str]:
         with self._lock:

@@ -164,6 +164,7 @@ class ClosedDecisions:
     chosen: np.ndarray  # (n,) int64
     probability: np.ndarray  # (n,) float64
     reward: np.ndarray  # (n,) float64
+    usable: np.ndarray | None = None  # (n,) bool: decoded intact; None = every row
 
     def __len__(self) -> int:
         return len(self.chosen)
@@ -178,7 +179,25 @@ class ClosedDecisions:
             chosen=self.chosen[index],
             probability=self.probability[index],
             reward=self.reward[index],
+            usable=None if self.usable is None else self.usable[index],
         )
+
+    def learnable(self) -> np.ndarray:
+        """(n,) bool: rows a policy can learn from (intact, finite, a valid probability, the
+        chosen action eligible)."""
+        n = len(self)
+        ok = np.ones(n, dtype=bool) if self.usable is None else self.usable.copy()
+        ok &= np.isfinite(self.reward) & np.isfinite(self.probability)
+        ok &= (self.probability > 0) & (self.probability <= 1)
+        ok &= np.isfinite(self.features.numeric).all(axis=1)
+        if n:
+            ok &= self.allowed[np.arange(n), self.chosen]
+        if self.features.extra_numeric is not None:
+            ok &= np.array(
+                [all(np.isfinite(list(x.values()))) for x in self.features.extra_numeric],
+                dtype=bool,
+            )
+        return ok
 
 
 @dataclass(frozen=True)
@@ -208,3 +227,4 @@ class DecisionRecord:
     reward: float | None
     close_seq: int | None
     closed_time: int | None
+    unlearned: str | None = None  # why a learning arm could not learn from it

@@ -51,3 +51,50 @@ class OutcomeRejected(AnstossError):
 
 class ModelError(AnstossError):
     """A model cannot be loaded or does not fit the catalog."""
+
+
+class StorageError(AnstossError):
+    """The store's file cannot be used; the message names the file and the problem."""
+
+
+class StorageUnavailable(StorageError):
+    """The store cannot write or read right now (disk full, I/O error, locked, read-only): gRPC
+    UNAVAILABLE, since a retry after the operator frees space or fixes permissions succeeds.
+    Nothing of the failed call was committed."""
+
+
+class StorageCorrupt(StorageError):
+    """The store's file is damaged or not an anstoss database (gRPC DATA_LOSS)."""
+
+
+class Overloaded(AnstossError):
+    """The server sheds this call to stay fair to other callers (gRPC UNAVAILABLE, retryable)."""
+
+
+def shown(value: object, limit: int = 48) -> str:
+    """`value` for an error message: ASCII repr (control and non-ASCII characters escaped), cut
+    to about `limit` characters, so an error never echoes unbounded input back to the caller.
+
+    >>> shown("fax")
+    "'fax'"
+    >>> shown("x" * 100, limit=10)
+    "'xxxxxxxx...' (100 characters)"
+    >>> shown("a\\x00b\\u00e9")
+    "'a\\\\x00b\\\\xe9'"
+    """
+    text = ascii(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, str):
+        return f"{text[: limit - 1]}...' ({len(value)} characters)"
+    return text[: limit - 1] + "..."
+
+
+class PartialUpdate(AnstossError):
+    """An online update failed at row `applied` of its batch; the rows before it are learned,
+    that row and the rest are not."""
+
+    def __init__(self, applied: int, cause: BaseException) -> None:
+        self.applied = applied
+        self.cause = cause
+        super().__init__(f"update failed at row {applied}: {cause!r}"[:300])

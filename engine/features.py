@@ -44,6 +44,7 @@ _STAGE_LABELS = np.array(["d0", "d1_3", "d4_10", "d11_30", "d31_90", "d91_180", 
 _VALUE_EDGES = np.array([30.0, 60.0, 120.0])
 _VALUE_LABELS = np.array(["lt30", "30_60", "60_120", "ge120"])
 _NO_CONTACT_DAYS = 31.0  # "no contact in the kept 30-day history"
+FEATURE_BOUND = 1e12
 
 
 @dataclass
@@ -154,6 +155,9 @@ def build_features(
             np.asarray(occasion_due, dtype=np.float64),
         ]
     )
+    # Whatever a stored state holds (say a total that a legacy row let grow to inf), a feature
+    # stays a finite number the model and the JSON log can take.
+    np.clip(np.nan_to_num(numeric, copy=False), -FEATURE_BOUND, FEATURE_BOUND, out=numeric)
     categorical = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=object)
     categorical[:, 0] = np.where(
         known, _STAGE_LABELS[np.searchsorted(_STAGE_EDGES, days, "right")], "unknown"

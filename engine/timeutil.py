@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 DAY = 86_400
+MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the end of the protobuf Timestamp range
 
 
 def to_seconds(moment: datetime) -> int:

@@ -11,6 +11,7 @@ import difflib
 import math
 import tomllib
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,18 @@ class Table:
             raise self.error(name, f"expected an integer <= {maximum}, got {value}")
         return value
 
+    def timestamp(self, name: str, default: int | None = None) -> int:
+        """A TOML offset date-time (``2000-01-01T00:00:00Z``) as epoch seconds."""
+        value = self._get(name, default, default is None)
+        if isinstance(value, int) and not isinstance(value, bool) and value == default:
+            return value
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise self.error(
+                name,
+                f"expected a date-time with offset such as 2000-01-01T00:00:00Z, got {_kind(value)}",
+            )
+        return int(value.timestamp())
+
     def numbers(self, name: str, default: list[float] | None = None) -> list[float]:
         value = self._get(name, default, default is None)
         if not isinstance(value, list) or not all(
@@ -159,6 +172,8 @@ def _kind(value: Any) -> str:
         return "an array"
     if isinstance(value, dict):
         return "a table"
+    if isinstance(value, date):
+        return f"date-time {value.isoformat()}"
     return type(value).__name__
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from engine.catalog import Catalog
 from engine.config import BanditConfig
 from engine.decisions import ClosedDecisions
+from engine.errors import PartialUpdate
 from engine.features import FeatureBatch
 from engine.policy.vw import VWModel
 from engine.state import CustomerStates
@@ -49,9 +50,15 @@ class BanditPolicy:
         return self.model.predict(features, allowed)
 
     def learn(self, closed: ClosedDecisions) -> int:
-        applied = self.model.learn(
-            closed.features, closed.allowed, closed.chosen, closed.probability, closed.reward
-        )
+        """One update per row, in order; on a failure the rows before it stay learned and
+        count (PartialUpdate says how many), so the version never claims more or less."""
+        try:
+            applied = self.model.learn(
+                closed.features, closed.allowed, closed.chosen, closed.probability, closed.reward
+            )
+        except PartialUpdate as failure:
+            self.updates += failure.applied
+            raise
         self.updates += applied
         return applied
 

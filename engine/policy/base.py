@@ -33,7 +33,10 @@ class Policy(Protocol):
     ) -> np.ndarray: ...
 
     def learn(self, closed: ClosedDecisions) -> int:
-        """Learn from closed decisions (in order); returns the number of updates applied."""
+        """Learn from closed decisions (in order); returns the number of updates applied.
+
+        On a failure, raise `engine.errors.PartialUpdate(k)` when rows 0..k-1 were applied;
+        any other exception means that nothing was applied. The engine replays the rest."""
         ...
 
 

@@ -21,7 +21,7 @@ import vowpal_wabbit_next as vw
 
 from engine.catalog import Catalog
 from engine.config import BanditConfig
-from engine.errors import ModelError
+from engine.errors import ModelError, PartialUpdate
 from engine.features import CATEGORICAL_FEATURES, EXTRA_PREFIX, NUMERIC_FEATURES, FeatureBatch
 
 SHARED_NS = "U"
@@ -213,19 +213,21 @@ class VWModel:
         reward: np.ndarray,
     ) -> int:
         """One update per row: cost = -reward on the chosen action, at its logged probability.
-        Every row is checked first, so a bad row raises before any update is applied."""
-        bad = np.flatnonzero(~allowed[np.arange(len(chosen)), chosen])
-        if len(bad):
-            raise ModelError(f"row {bad[0]}: the chosen action is not among the eligible")
+        Rows are applied in order; if row i cannot be applied (the chosen action not eligible,
+        or VW fails), PartialUpdate(i) says that rows 0..i-1 were."""
         shared_examples = self.shared_examples(features)
         for i in range(len(chosen)):
             eligible = np.flatnonzero(allowed[i]).tolist()
             action = int(chosen[i])
+            if not allowed[i, action]:
+                raise PartialUpdate(i, ModelError("the chosen action is not among the eligible"))
             shared = shared_examples[i]
             labelled = self._actions[action]
             labelled.set_label(vw.CBLabel(label=(-float(reward[i]), float(probability[i]))))
             try:
                 self._learn(shared, eligible)
+            except Exception as exc:
+                raise PartialUpdate(i, exc) from exc
             finally:
                 labelled.set_label(vw.CBLabel())
         return len(chosen)

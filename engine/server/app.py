@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.config import EngineConfig
 from engine.decide import DecisionEngine
+from engine.errors import ConfigError
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
-from engine.server._generated.anstoss.v1 import decision_pb2_grpc as pb_grpc
+from engine.server.replies import check_reply_limits
 from engine.server.service import DecisionServicer
 from engine.store.sqlite import SQLiteStore
 
@@ -25,6 +27,8 @@ log = logging.getLogger("anstoss.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
 DB_FILE = "anstoss.db"
+# Spare threads beyond the stream cap, so unary calls and health checks always find a worker.
+MIN_FREE_WORKERS = 4
 
 
 def open_engine(config: EngineConfig, data_dir: str | Path) -> DecisionEngine:
@@ -39,30 +43,60 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     engine: DecisionEngine
+    servicer: DecisionServicer
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Stop taking calls, drain those in flight, checkpoint models, close the store."""
+    def stop(self, grace: float = 5.0) -> bool:
+        """Stop taking calls, drain those in flight for `grace` seconds, cancel the rest,
+        checkpoint models, close the store. Never waits much longer than `grace`: returns
+        False when gRPC did not confirm its shutdown in time (a handler stuck on a client),
+        which is safe because every acknowledged write was committed before its reply."""
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        stopped = self.server.stop(grace).wait(grace + 2.0)
+        if not stopped:
+            log.warning("gRPC shutdown not confirmed within %.0f s; closing anyway", grace + 2)
+        self.servicer.close()
         self.engine.close()
+        return stopped
 
 
 def start_server(
-    engine: DecisionEngine, host: str = "127.0.0.1", port: int = 0, workers: int = 32
+    engine: DecisionEngine,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    workers: int = 32,
+    clock: Callable[[], float] = time.time,
 ) -> RunningServer:
-    """Start serving on host:port (0 = any free port) and return the bound port."""
+    """Start serving on host:port (0 = any free port) and return the bound port.
+
+    `clock` is the wall clock the live-mode time guard compares request times with.
+    """
     limits = engine.config.limits
+    if limits.max_streams + MIN_FREE_WORKERS > workers:
+        raise ConfigError(
+            engine.config.source,
+            "limits.max_streams",
+            f"{limits.max_streams} streams need at least {limits.max_streams + MIN_FREE_WORKERS}"
+            f" worker threads (each open stream holds one), got {workers}",
+        )
+    servicer = DecisionServicer(engine, clock)
+    check_reply_limits(engine, servicer.convert)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # Find dead peers: ping a silent connection every 60 s, drop it if no answer in 20 s;
+        # let well-behaved clients ping every 10 s at most.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anstoss-rpc"),
         options=options,
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(engine), server)
+    server.add_generic_rpc_handlers((servicer.handlers(),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -74,23 +108,29 @@ def start_server(
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving %s on %s:%d", SERVICE_NAME, host, bound)
-    return RunningServer(server, bound, health_servicer, engine)
+    log.info(
+        "serving %s on %s:%d (time mode %s)", SERVICE_NAME, host, bound, engine.config.time.mode
+    )
+    return RunningServer(server, bound, health_servicer, engine, servicer)
 
 
 def serve_forever(
     running: RunningServer,
     on_ready: Callable[[int], None] | None = None,
     on_reload: Callable[[], None] | None = None,
-) -> None:
-    """Block until SIGTERM or SIGINT, then shut down gracefully; SIGHUP calls `on_reload`."""
+    grace: float = 5.0,
+) -> bool:
+    """Block until SIGTERM or SIGINT, then shut down within about `grace` seconds; SIGHUP calls
+    `on_reload` (and is ignored without one). Returns what `RunningServer.stop` returns."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if on_reload is not None:
         signal.signal(signal.SIGHUP, lambda *_: on_reload())
+    else:
+        signal.signal(signal.SIGHUP, lambda *_: log.info("SIGHUP ignored: no --model to reload"))
     if on_ready is not None:
         on_ready(running.port)
     stop.wait()
     log.info("shutting down")
-    running.stop()
+    return running.stop(grace)

@@ -8,7 +8,7 @@ stream batch with one bad request still decides the rest.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from engine.catalog import Catalog
 from engine.config import Limits
 from engine.contact import ContactPolicy
 from engine.decisions import DecisionBatch, DecisionRecord
-from engine.errors import InvalidRequest, LimitExceeded
+from engine.errors import InvalidRequest, LimitExceeded, shown
 from engine.experiment import Experiment
 from engine.requests import (
     CHANNEL_EVENTS,
@@ -32,11 +32,10 @@ from engine.requests import (
     Outcome,
 )
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
-from engine.timeutil import DAY, iso
+from engine.timeguard import TimeGuard
 
 DEFAULT_OUTCOME_ID = "reward"  # the one final reward of a decision
 _PATTERN_CACHE = 10_000  # distinct rule rows whose removed lists are kept
-MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the protobuf Timestamp range
 
 
 @dataclass
@@ -53,13 +52,12 @@ class Converter:
         catalog: Catalog,
         limits: Limits,
         contact: ContactPolicy,
-        latest_time: Callable[[], int] = lambda: -1,
+        guard: TimeGuard,
     ) -> None:
         self.catalog = catalog
         self.limits = limits
         self.contact = contact
-        self.latest_time = latest_time  # the engine's event time, -1 before any
-        self._max_jump = limits.max_time_jump_days * DAY
+        self.guard = guard
         self._actions = [
             pb.Action(touchpoint=a.touchpoint, channel=a.channel) for a in catalog.actions
         ]
@@ -73,29 +71,37 @@ class Converter:
     def _time(self, message: Message, name: str, field: str) -> int:
         if not message.HasField(name):
             raise InvalidRequest(field, "required (event time drives caps and attribution)")
-        seconds = getattr(message, name).seconds
-        if not 0 <= seconds <= MAX_SECONDS:
-            raise InvalidRequest(field, f"out of range: {seconds} seconds since 1970")
-        latest = self.latest_time()
-        if latest >= 0 and seconds > latest + self._max_jump:
-            raise InvalidRequest(
-                field,
-                f"{iso(seconds)} is more than {self.limits.max_time_jump_days} days after the"
-                f" latest event time {iso(latest)} (limits.max_time_jump_days)",
-            )
-        return int(seconds)
+        stamp = getattr(message, name)
+        return self.guard.check(int(stamp.seconds), int(stamp.nanos), field)
 
     def _id(self, value: str, field: str, required: bool = True) -> str:
         if required and not value.strip():
             raise InvalidRequest(field, "must not be empty")
         if len(value) > self.limits.max_id_length:
-            raise LimitExceeded(field, f"longer than {self.limits.max_id_length} characters")
+            raise LimitExceeded(
+                field, f"{len(value)} characters, longer than {self.limits.max_id_length}"
+            )
         return value
+
+    def decision_id(self, value: str, field: str = "decision_id") -> str:
+        """A decision id given by the caller (GetDecision, outcomes, response events)."""
+        return self._id(value, field)
+
+    def _number(self, value: float, field: str, low: float, high: float, limit: str) -> float:
+        """A finite number within [low, high]; `limit` names the configured bound."""
+        if not math.isfinite(value):
+            raise InvalidRequest(field, f"must be a finite number, got {value}")
+        if not low <= value <= high:
+            raise InvalidRequest(
+                field, f"must be between {low:g} and {high:g} ({limit}), got {value:g}"
+            )
+        return float(value)
 
     def _text(self, value: str, field: str) -> str:
         if len(value) > self.limits.max_feature_value_length:
             raise LimitExceeded(
-                field, f"longer than {self.limits.max_feature_value_length} characters"
+                field,
+                f"{len(value)} characters, longer than {self.limits.max_feature_value_length}",
             )
         return value
 
@@ -204,16 +210,16 @@ class Converter:
                 field, f"{count} entries exceed the limit of {self.limits.max_features}"
             )
         out = {}
+        bound = self.limits.max_abs_feature
         for name, value in values.items():
-            where = f"{field}[{name!r}]"
+            where = f"{field}[{shown(name)}]"
             if not name or len(name) > self.limits.max_feature_name_length:
                 raise InvalidRequest(
                     where,
                     f"names must have 1 to {self.limits.max_feature_name_length} characters",
                 )
             if numeric:
-                if not math.isfinite(value):
-                    raise InvalidRequest(where, f"must be a finite number, got {value}")
+                self._number(value, where, -bound, bound, "limits.max_abs_feature")
             else:
                 self._text(value, where)
             out[name] = value
@@ -250,9 +256,9 @@ class Converter:
         if not ch:
             raise InvalidRequest(f"{field}.channel", "required when touchpoint is set")
         if tp not in self.catalog.touchpoint_index:
-            raise InvalidRequest(f"{field}.touchpoint", f"unknown touchpoint {tp!r}")
+            raise InvalidRequest(f"{field}.touchpoint", f"unknown touchpoint {shown(tp)}")
         if ch not in self.catalog.channel_index:
-            raise InvalidRequest(f"{field}.channel", f"unknown channel {ch!r}")
+            raise InvalidRequest(f"{field}.channel", f"unknown channel {shown(ch)}")
         index = self.catalog.action_index(tp, ch)
         if index is None:
             raise InvalidRequest(field, f"{tp}@{ch} is not an action of the catalog")
@@ -414,11 +420,9 @@ class Converter:
         value = 0.0
         channel = -1
         if etype == EventType.PURCHASE:
-            if not math.isfinite(event.value) or event.value < 0:
-                raise InvalidRequest(
-                    f"{at}value", f"must be a finite number >= 0, got {event.value}"
-                )
-            value = float(event.value)
+            value = self._number(
+                event.value, f"{at}value", 0.0, self.limits.max_value, "limits.max_value"
+            )
         elif event.value != 0:
             raise InvalidRequest(
                 f"{at}value", f"only PURCHASE events carry a value, not {etype.name}"
@@ -427,7 +431,7 @@ class Converter:
             if not event.channel:
                 raise InvalidRequest(f"{at}channel", f"required for {etype.name}")
             if event.channel not in self.catalog.channel_index:
-                raise InvalidRequest(f"{at}channel", f"unknown channel {event.channel!r}")
+                raise InvalidRequest(f"{at}channel", f"unknown channel {shown(event.channel)}")
             channel = self.catalog.channel_index[event.channel]
         elif event.channel:
             raise InvalidRequest(f"{at}channel", f"{etype.name} events carry no channel")
@@ -441,11 +445,13 @@ class Converter:
         kind = request.WhichOneof("outcome")
         if kind is None:
             raise InvalidRequest("outcome", "one of reward or value is required")
-        number = request.reward if kind == "reward" else request.value
-        if not math.isfinite(number):
-            raise InvalidRequest(kind, f"must be a finite number, got {number}")
-        if kind == "value" and number < 0:
-            raise InvalidRequest("value", f"must be >= 0, got {number}")
+        if kind == "reward":
+            bound = self.limits.max_abs_reward
+            number = self._number(request.reward, "reward", -bound, bound, "limits.max_abs_reward")
+        else:
+            number = self._number(
+                request.value, "value", 0.0, self.limits.max_value, "limits.max_value"
+            )
         outcome_id = self._id(request.outcome_id, "outcome_id", required=kind == "value")
         if kind == "value" and outcome_id == DEFAULT_OUTCOME_ID:
             raise InvalidRequest("outcome_id", f"{DEFAULT_OUTCOME_ID!r} is reserved for rewards")

@@ -2,15 +2,17 @@
 
 No business logic lives here. Domain errors map to status codes in `status_of`, the one place
 that does it; anything unexpected becomes INTERNAL with a reference to the server log, never a
-stack trace on the wire.
+stack trace on the wire. Requests are decoded here too (`handlers`): bytes that are no valid
+message of the method's type are the client's error (INVALID_ARGUMENT), not the server's.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 import grpc
 
@@ -20,48 +22,117 @@ from engine.errors import (
     InvalidRequest,
     LimitExceeded,
     OutcomeRejected,
+    Overloaded,
+    StorageCorrupt,
+    StorageUnavailable,
     UnknownDecision,
 )
 from engine.requests import EventResult
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
-from engine.server._generated.anstoss.v1 import decision_pb2_grpc as pb_grpc
+from engine.server.admission import Admission
 from engine.server.batching import Combiner
 from engine.server.convert import Converter
+from engine.timeguard import TimeGuard
 
 log = logging.getLogger("anstoss.server")
 _UNSET = AssertionError("request was neither decided nor rejected")
+SERVICE = pb.DESCRIPTOR.services_by_name["DecisionService"]
+# Whatever a status or item error says stays this short (gRPC carries status messages in
+# metadata, about 8 KiB at most, and a batch reply must fit the message limit).
+MAX_DETAILS = 1000
+MAX_ITEM_MESSAGE = 240
+MAX_ITEM_FIELD = 128
+
+
+class Undecodable:
+    """A request whose bytes are no valid message of the method's type."""
+
+    def __init__(self, type_name: str, problem: str) -> None:
+        self.error = InvalidRequest("request", f"cannot be decoded as {type_name}: {problem}")
+
+
+def _decoder(message_class: Any) -> Callable[[bytes], Any]:
+    name = message_class.DESCRIPTOR.full_name
+
+    def decode(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except Exception as exc:  # DecodeError, invalid UTF-8, nesting too deep, ...
+            return Undecodable(name, str(exc)[:120] or type(exc).__name__)
+
+    return decode
 
 
 def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     """The status code and client-facing message of an error."""
     if isinstance(exc, LimitExceeded):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-    if isinstance(exc, InvalidRequest):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, UnknownDecision):
-        return grpc.StatusCode.NOT_FOUND, str(exc)
-    if isinstance(exc, OutcomeRejected):
-        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    reference = uuid.uuid4().hex[:12]
-    log.error("internal error, reference %s", reference, exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal error (reference {reference} in the server log)"
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    elif isinstance(exc, InvalidRequest):
+        code = grpc.StatusCode.INVALID_ARGUMENT
+    elif isinstance(exc, UnknownDecision):
+        code = grpc.StatusCode.NOT_FOUND
+    elif isinstance(exc, OutcomeRejected):
+        code = grpc.StatusCode.FAILED_PRECONDITION
+    elif isinstance(exc, Overloaded | StorageUnavailable):
+        code = grpc.StatusCode.UNAVAILABLE
+    elif isinstance(exc, StorageCorrupt):
+        code = grpc.StatusCode.DATA_LOSS
+    else:
+        reference = uuid.uuid4().hex[:12]
+        log.error("internal error, reference %s", reference, exc_info=exc)
+        return grpc.StatusCode.INTERNAL, f"internal error (reference {reference} in the server log)"
+    return code, _bounded(str(exc), MAX_DETAILS)
+
+
+def _bounded(text: str, limit: int) -> str:
+    """ASCII and at most `limit` characters: its size in bytes is known (see replies.py)."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _item_error(exc: Exception, field: str = "") -> pb.ItemError:
     code, message = status_of(exc)
     return pb.ItemError(
-        code=code.value[0], field=getattr(exc, "field", field) or field, message=message
+        code=code.value[0],
+        field=_bounded(getattr(exc, "field", field) or field, MAX_ITEM_FIELD),
+        message=_bounded(message, MAX_ITEM_MESSAGE),
     )
 
 
-class DecisionServicer(pb_grpc.DecisionServiceServicer):
-    def __init__(self, engine: DecisionEngine) -> None:
+class DecisionServicer:
+    """The DecisionService methods; `handlers()` registers them with a gRPC server."""
+
+    def __init__(self, engine: DecisionEngine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.limits = engine.config.limits
-        self.convert = Converter(
-            engine.catalog, self.limits, engine.contact, lambda: engine.store.watermark
+        rewards = engine.config.rewards
+        guard = TimeGuard(
+            engine.config.time, rewards.window_seconds + rewards.lateness_seconds, clock
         )
+        self.convert = Converter(engine.catalog, self.limits, engine.contact, guard)
         self.unary = Combiner(self._decide_many, self.limits.max_batch)
+        self.admission = Admission(self.limits)
+
+    def handlers(self) -> grpc.GenericRpcHandler:
+        """Every method of the service with its decoder; admission control around each call."""
+        handlers = {}
+        for method in SERVICE.methods:
+            request_class = getattr(pb, method.input_type.name)
+            response_class = getattr(pb, method.output_type.name)
+            kind = (
+                grpc.stream_stream_rpc_method_handler
+                if method.client_streaming
+                else grpc.unary_unary_rpc_method_handler
+            )
+            handlers[method.name] = kind(
+                getattr(self, method.name),
+                request_deserializer=_decoder(request_class),
+                response_serializer=response_class.SerializeToString,
+            )
+        return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+
+    def close(self) -> None:
+        self.admission.close()
 
     def _decide_many(self, requests: Sequence[pb.DecideRequest]) -> list[pb.Decision | Exception]:
         """Concurrent unary requests, decided as one batch (see batching.py)."""
@@ -81,48 +152,72 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         context.abort(code, message)
         raise AssertionError("unreachable")  # context.abort raises
 
-    def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
+    def _unary(
+        self, request: Any, context: grpc.ServicerContext, handle: Callable[[Any], Any]
+    ) -> Any:
+        """Admit, decode-check and run one unary call; every error becomes its status."""
         try:
-            return pb.DecideResponse(decision=self.unary.submit(request))
+            if isinstance(request, Undecodable):
+                raise request.error
+            with self.admission.call(context):
+                return handle(request)
         except Exception as exc:
             self._abort(context, exc)
+
+    def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
+        return self._unary(
+            request, context, lambda r: pb.DecideResponse(decision=self.unary.submit(r))
+        )
 
     def DecideStream(
         self, request_iterator: Iterator[pb.DecideBatchRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.DecideBatchResponse]:
-        for message in request_iterator:
-            n = len(message.requests)
-            if n > self.limits.max_batch:
-                self._abort(
-                    context,
+        clock = self.admission.clock
+        try:
+            with self.admission.stream(context) as watch:
+                for message in watch.track(request_iterator, clock):
+                    reply = self._decide_batch(message)
+                    watch.writing(clock())
+                    yield reply
+                    watch.working(clock())
+        except Exception as exc:
+            self._abort(context, exc)
+
+    def _decide_batch(self, message: pb.DecideBatchRequest | Undecodable) -> pb.DecideBatchResponse:
+        if isinstance(message, Undecodable):
+            raise message.error
+        reply = pb.DecideBatchResponse()
+        n = len(message.requests)
+        if n > self.limits.max_batch:
+            reply.error.CopyFrom(
+                _item_error(
                     LimitExceeded(
                         "requests",
-                        f"{n} requests exceed the batch limit of {self.limits.max_batch}",
-                    ),
-                )
-            try:
-                batch, converted = self.convert.decide_batch(message.requests, "requests")
-                reply = pb.DecideBatchResponse()
-                results = [reply.results.add() for _ in range(n)]
-                if len(batch):
-                    self.convert.decisions(
-                        self.engine.decide(batch),
-                        self.engine.experiment,
-                        into=[results[pos].decision for pos in converted.positions],
+                        f"{n} requests exceed the batch limit of {self.limits.max_batch}"
+                        " (limits.max_batch); nothing of this batch was decided",
                     )
-                for pos, exc in converted.errors.items():
-                    results[pos].error.CopyFrom(_item_error(exc))
-            except Exception as exc:
-                self._abort(context, exc)
-            yield reply
+                )
+            )
+            return reply
+        batch, converted = self.convert.decide_batch(message.requests, "requests")
+        results = [reply.results.add() for _ in range(n)]
+        if len(batch):
+            self.convert.decisions(
+                self.engine.decide(batch),
+                self.engine.experiment,
+                into=[results[pos].decision for pos in converted.positions],
+            )
+        for pos, exc in converted.errors.items():
+            results[pos].error.CopyFrom(_item_error(exc))
+        return reply
 
     def ReportOutcome(
         self, request: pb.ReportOutcomeRequest, context: grpc.ServicerContext
     ) -> pb.ReportOutcomeResponse:
-        try:
-            applied = self.engine.report_outcome(self.convert.outcome(request))
-        except Exception as exc:
-            self._abort(context, exc)
+        return self._unary(request, context, self._report_outcome)
+
+    def _report_outcome(self, request: pb.ReportOutcomeRequest) -> pb.ReportOutcomeResponse:
+        applied = self.engine.report_outcome(self.convert.outcome(request))
         response = pb.ReportOutcomeResponse(
             duplicate=applied.duplicate, status=pb.DecisionStatus.ValueType(applied.status)
         )
@@ -133,17 +228,17 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def ReportEvent(
         self, request: pb.ReportEventRequest, context: grpc.ServicerContext
     ) -> pb.ReportEventResponse:
-        try:
-            batch, converted = self.convert.event_batch([request.event], "event", single=True)
-            if converted.errors:
-                raise converted.errors[0]
-            result = self.engine.report_events(batch)[0]
-            if isinstance(result, UnknownDecision):
-                raise UnknownDecision(result.decision_id, "event.decision_id")
-            if not isinstance(result, EventResult):
-                raise result
-        except Exception as exc:
-            self._abort(context, exc)
+        return self._unary(request, context, self._report_event)
+
+    def _report_event(self, request: pb.ReportEventRequest) -> pb.ReportEventResponse:
+        batch, converted = self.convert.event_batch([request.event], "event", single=True)
+        if converted.errors:
+            raise converted.errors[0]
+        result = self.engine.report_events(batch)[0]
+        if isinstance(result, UnknownDecision):
+            raise UnknownDecision(result.decision_id, "event.decision_id")
+        if not isinstance(result, EventResult):
+            raise result
         return pb.ReportEventResponse(
             duplicate=result.duplicate, decisions_attributed=result.decisions_attributed
         )
@@ -151,44 +246,42 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def ReportEvents(
         self, request: pb.ReportEventsRequest, context: grpc.ServicerContext
     ) -> pb.ReportEventsResponse:
+        return self._unary(request, context, self._report_events)
+
+    def _report_events(self, request: pb.ReportEventsRequest) -> pb.ReportEventsResponse:
         n = len(request.events)
         if n > self.limits.max_events:
-            self._abort(
-                context,
-                LimitExceeded("events", f"{n} events exceed the limit of {self.limits.max_events}"),
+            raise LimitExceeded(
+                "events", f"{n} events exceed the limit of {self.limits.max_events}"
             )
-        try:
-            batch, converted = self.convert.event_batch(request.events)
-            results = [pb.ReportEventResult() for _ in range(n)]
-            applied = self.engine.report_events(batch) if len(batch) else []
-            for pos, outcome in zip(converted.positions, applied, strict=True):
-                if isinstance(outcome, EventResult):
-                    results[pos].ok.duplicate = outcome.duplicate
-                    results[pos].ok.decisions_attributed = outcome.decisions_attributed
-                elif isinstance(outcome, UnknownDecision):
-                    field = f"events[{pos}].decision_id"
-                    results[pos].error.CopyFrom(
-                        _item_error(UnknownDecision(outcome.decision_id, field))
-                    )
-                else:
-                    results[pos].error.CopyFrom(_item_error(outcome))
-            for pos, exc in converted.errors.items():
-                results[pos].error.CopyFrom(_item_error(exc))
-        except Exception as exc:
-            self._abort(context, exc)
+        batch, converted = self.convert.event_batch(request.events)
+        results = [pb.ReportEventResult() for _ in range(n)]
+        applied = self.engine.report_events(batch) if len(batch) else []
+        for pos, outcome in zip(converted.positions, applied, strict=True):
+            if isinstance(outcome, EventResult):
+                results[pos].ok.duplicate = outcome.duplicate
+                results[pos].ok.decisions_attributed = outcome.decisions_attributed
+            elif isinstance(outcome, UnknownDecision):
+                field = f"events[{pos}].decision_id"
+                results[pos].error.CopyFrom(
+                    _item_error(UnknownDecision(outcome.decision_id, field))
+                )
+            else:
+                results[pos].error.CopyFrom(_item_error(outcome))
+        for pos, exc in converted.errors.items():
+            results[pos].error.CopyFrom(_item_error(exc))
         return pb.ReportEventsResponse(results=results)
 
     def GetDecision(
         self, request: pb.GetDecisionRequest, context: grpc.ServicerContext
     ) -> pb.GetDecisionResponse:
-        try:
-            if not request.decision_id:
-                raise InvalidRequest("decision_id", "must not be empty")
-            record, learned = self.engine.get_decision(request.decision_id)
-            if record is None:
-                raise UnknownDecision(request.decision_id)
-        except Exception as exc:
-            self._abort(context, exc)
+        return self._unary(request, context, self._get_decision)
+
+    def _get_decision(self, request: pb.GetDecisionRequest) -> pb.GetDecisionResponse:
+        decision_id = self.convert.decision_id(request.decision_id)
+        record, learned = self.engine.get_decision(decision_id)
+        if record is None:
+            raise UnknownDecision(decision_id)
         response = pb.GetDecisionResponse(
             decision=self.convert.record(record, self.engine.experiment),
             status=pb.DecisionStatus.ValueType(record.status),
@@ -206,6 +299,9 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def GetCatalog(
         self, request: pb.GetCatalogRequest, context: grpc.ServicerContext
     ) -> pb.GetCatalogResponse:
+        return self._unary(request, context, self._get_catalog)
+
+    def _get_catalog(self, request: pb.GetCatalogRequest) -> pb.GetCatalogResponse:
         cat = self.engine.catalog
         versions = self.engine.model_versions()
         return pb.GetCatalogResponse(

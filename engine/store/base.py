@@ -8,6 +8,7 @@ one suite against each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,7 +70,18 @@ class Store(Protocol):
         other arms' policies would not learn from is not read back)."""
         ...
 
-    def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions: ...
+    def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions:
+        """Closed decisions of the arm after a close_seq, in close order, without those
+        marked unlearned."""
+        ...
+
+    def mark_unlearned(self, arm: str, close_seqs: Sequence[int], reason: str) -> None:
+        """Record closed decisions the arm's policy could not learn from (durable)."""
+        ...
+
+    def observe(self, time: int) -> None:
+        """Event time reached `time`; a durable store persists it with its next write."""
+        ...
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None: ...
 

@@ -9,10 +9,12 @@ compact columns and turned into the log schema only when asked (`decisions_frame
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from engine.attribution import latest_per_group, purchase_totals, window_hits
 from engine.catalog import Catalog
 from engine.contact import Rule
 from engine.decisions import (
@@ -109,6 +111,7 @@ class MemoryStore:
         self._event_ids: set[str] = set()
         self._outcomes: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._unlearned: dict[tuple[str, int], str] = {}
         self._watermark = NO_TIME
         self._next_close = 1
         self._next_due: int | None = None  # earliest window end among open decisions
@@ -143,6 +146,13 @@ class MemoryStore:
     @property
     def watermark(self) -> int:
         return self._watermark
+
+    def observe(self, time: int) -> None:
+        self._watermark = max(self._watermark, time)
+
+    def mark_unlearned(self, arm: str, close_seqs: Sequence[int], reason: str) -> None:
+        for close_seq in close_seqs:
+            self._unlearned.setdefault((arm, int(close_seq)), reason)
 
     def load_states(self, customer_ids: list[str], times: np.ndarray) -> CustomerStates:
         cat = self.catalog
@@ -306,6 +316,7 @@ class MemoryStore:
             reward=None if row["close_seq"] < 0 else float(row["reward"]),
             close_seq=None if row["close_seq"] < 0 else int(row["close_seq"]),
             closed_time=None if row["close_seq"] < 0 else int(row["closed_time"]),
+            unlearned=self._unlearned.get((row["arm"], int(row["close_seq"]))),
         )
 
     # -- events and outcomes ----------------------------------------------------------------
@@ -342,65 +353,68 @@ class MemoryStore:
         ]
 
     def _apply(self, events: EventBatch, rows: np.ndarray, attributed: np.ndarray) -> None:
-        types = events.types
+        """Customer totals, permissions and attribution, with SQLiteStore's arithmetic (the
+        shared engine/attribution.py)."""
         cust = self._index([events.customer_ids[i] for i in rows.tolist()], create=True)
-        kinds = types[rows]
-        attributable = np.isin(kinds, _ATTRIBUTABLE)
-        if attributable.any():
-            latest = int(events.times[rows[attributable]].max())
-            self._latest_attributable = max(self._latest_attributable, latest)
+        kinds, times = events.types[rows], events.times[rows]
+        values, channels = events.values[rows], events.channels[rows]
+        n_channels = len(self.catalog.channels)
         purchase = kinds == EventType.PURCHASE
+        unsubscribe = kinds == EventType.UNSUBSCRIBED
         if purchase.any():
-            p = rows[purchase]
-            self._purchases(cust[purchase], events.times[p], events.values[p])
-            attributed[p] = self._attribute(cust[purchase], events.times[p], events.values[p], None)
-        for j in np.flatnonzero(np.isin(kinds, list(PERMISSION_OF_EVENT))).tolist():
-            i = int(rows[j])
-            c, ch, t = int(cust[j]), int(events.channels[i]), int(events.times[i])
-            if t >= self._cust["permission_time"][c, ch]:
-                self._cust["permission"][c, ch] = PERMISSION_OF_EVENT[int(types[i])]
-                self._cust["permission_time"][c, ch] = t
-            if types[i] == EventType.UNSUBSCRIBED:
-                attributed[i] = self._attribute(cust[j : j + 1], events.times[i : i + 1], None, ch)[
-                    0
-                ]
+            self._purchases(cust[purchase], times[purchase], values[purchase])
+        permission = np.isin(kinds, list(PERMISSION_OF_EVENT))
+        if permission.any():
+            p = np.flatnonzero(permission)
+            latest = p[latest_per_group(cust[p] * n_channels + channels[p], times[p])]
+            c, ch, t = cust[latest], channels[latest], times[latest]
+            newer = t >= self._cust["permission_time"][c, ch]
+            states = np.array([PERMISSION_OF_EVENT[int(k)] for k in kinds[latest]], dtype=np.int8)
+            self._cust["permission"][c[newer], ch[newer]] = states[newer]
+            self._cust["permission_time"][c[newer], ch[newer]] = t[newer]
+        attributable = purchase | unsubscribe
+        if not attributable.any():
+            return
+        self._latest_attributable = max(self._latest_attributable, int(times[attributable].max()))
+        who = np.unique(cust[attributable])
+        slots = self._open[who]
+        valid = slots >= 0
+        dec = slots[valid]
+        if len(dec) == 0:
+            return
+        d = self._dec
+        dec_cust = np.repeat(who, valid.sum(axis=1))
+        start, end = d["time"][dec], d["window_end"][dec]
+        value_hits = window_hits(
+            dec_cust, start, end, cust[purchase], times[purchase], values[purchase]
+        )
+        attributed[rows[purchase]] = value_hits.per_event
+        dec_channel = self.catalog.action_channel[d["action"][dec]]
+        on_channel = dec_channel >= 0
+        unsub_hits = window_hits(
+            dec_cust[on_channel] * n_channels + dec_channel[on_channel],
+            start[on_channel],
+            end[on_channel],
+            cust[unsubscribe] * n_channels + channels[unsubscribe],
+            times[unsubscribe],
+        )
+        attributed[rows[unsubscribe]] = unsub_hits.per_event
+        hit = value_hits.counts > 0
+        d["attributed_value"][dec[hit]] += value_hits.sums[hit]
+        d["attributed_purchases"][dec[hit]] += value_hits.counts[hit]
+        d["unsubscribes"][dec[on_channel]] += unsub_hits.counts
 
     def _purchases(self, cust: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
         c = self._cust
-        # Earliest purchase per customer in the batch (first arrival wins ties), as SQLite's
-        # sequential upserts give.
-        order = np.lexsort((np.arange(len(cust)), times, cust))
-        first = order[np.r_[True, cust[order][1:] != cust[order][:-1]]]
-        fc, ft, fv = cust[first], times[first], values[first]
-        replace = ~c["known"][fc] | (ft < c["first_time"][fc])
-        c["first_value"][fc[replace]] = fv[replace]
-        c["first_time"][fc[replace]] = ft[replace]
+        totals = purchase_totals(cust, times, values)
+        fc = cust[totals.first]
+        replace = ~c["known"][fc] | (totals.first_time < c["first_time"][fc])
+        c["first_value"][fc[replace]] = totals.first_value[replace]
+        c["first_time"][fc[replace]] = totals.first_time[replace]
         c["known"][fc] = True
-        np.add.at(c["purchases"], cust, 1)
-        np.add.at(c["value"], cust, values)
-        np.maximum.at(c["last_time"], cust, times)
-
-    def _attribute(
-        self, cust: np.ndarray, times: np.ndarray, values: np.ndarray | None, channel: int | None
-    ) -> np.ndarray:
-        """Attribute to every open decision of the customer whose window holds the time."""
-        slots = self._open[cust]
-        valid = slots >= 0
-        safe = np.where(valid, slots, 0)
-        t = times[:, None]
-        d = self._dec
-        hit = valid & (d["time"][safe] <= t) & (t < d["window_end"][safe])
-        if channel is not None:
-            hit &= self.catalog.action_channel[d["action"][safe]] == channel
-        targets = safe[hit]
-        if values is None:
-            np.add.at(d["unsubscribes"], targets, 1)
-        else:
-            np.add.at(
-                d["attributed_value"], targets, np.broadcast_to(values[:, None], hit.shape)[hit]
-            )
-            np.add.at(d["attributed_purchases"], targets, 1)
-        return hit.sum(axis=1)
+        c["purchases"][fc] += totals.count
+        c["value"][fc] += totals.total
+        c["last_time"][fc] = np.maximum(c["last_time"][fc], totals.last_time)
 
     def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
         seq = self._seq_of(outcome.decision_id)
@@ -433,7 +447,7 @@ class MemoryStore:
     def close_due(
         self, watermark: int, rule: RewardRule, learners: frozenset[str]
     ) -> ClosedDecisions:
-        self._watermark = max(self._watermark, watermark)
+        self.observe(watermark)
         cutoff = self._watermark - rule.lateness_seconds
         if self._next_due is None or self._next_due > cutoff:
             return self._closed(np.zeros(0, dtype=np.int64))
@@ -498,6 +512,9 @@ class MemoryStore:
         n = self._dec.n
         seqs = d["close_seq"][:n]
         index = np.flatnonzero((seqs > after_close_seq) & (d["arm"][:n] == names.index(arm)))
+        if self._unlearned:
+            keep = [(arm, int(c)) not in self._unlearned for c in seqs[index].tolist()]
+            index = index[np.array(keep, dtype=bool)]
         return self._closed(index[np.argsort(seqs[index], kind="stable")])
 
     # -- checkpoints ------------------------------------------------------------------------

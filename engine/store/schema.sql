@@ -77,3 +77,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     close_seq INTEGER NOT NULL,
     model BLOB NOT NULL
 );
+-- Closed decisions a learning arm could not learn (undecodable, or an update that kept failing).
+CREATE TABLE IF NOT EXISTS unlearned (
+    arm TEXT NOT NULL,
+    close_seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (arm, close_seq)
+) WITHOUT ROWID;

@@ -8,19 +8,22 @@ a data dir; the engine serialises calls, so one connection is enough.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import logging
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from engine.attribution import latest_per_group, purchase_totals, window_hits
 from engine.catalog import Catalog
 from engine.decisions import (
     STATUS_CLOSED,
@@ -30,8 +33,14 @@ from engine.decisions import (
     DecisionRecord,
     format_decision_id,
 )
-from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
-from engine.features import FeatureBatch
+from engine.errors import (
+    AnstossError,
+    OutcomeRejected,
+    StorageCorrupt,
+    StorageUnavailable,
+    UnknownDecision,
+)
+from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
 from engine.logschema import (
     DECISION_COLUMNS,
     EVENT_COLUMNS,
@@ -43,6 +52,7 @@ from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType,
 from engine.rewards import RewardRule, earlier_attribution
 from engine.state import NO_TIME, PERMISSION_OF_EVENT, CustomerStates
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
+from engine.store.faults import storage_error
 from engine.store.wal import Checkpointer
 from engine.timeutil import DAY
 
@@ -53,6 +63,23 @@ _PATTERN_CACHE = 10_000  # distinct (rules, probabilities) rows whose JSON is ke
 _SCHEMA = (resources.files("engine") / "store" / "schema.sql").read_text()
 
 _CLOSED_COLUMNS = "seq, close_seq, arm, features, eligible, action, probability, reward"
+_RESPONSE_CODES = [int(t) for t in RESPONSE_EVENTS]
+_PERMISSION_CODES = list(PERMISSION_OF_EVENT)
+_DUPLICATE = EventResult(duplicate=True, decisions_attributed=0)
+
+log = logging.getLogger("anstoss.store")
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _reads(method: _Method) -> _Method:
+    """A read outside a transaction: SQLite errors become storage errors like in writes."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+        with self._faults():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class SQLiteStore:
@@ -60,9 +87,29 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path, catalog: Catalog, synchronous: str = "normal") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.catalog = catalog
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        directory = self.path.parent
+        if directory.exists() and not directory.is_dir():
+            raise StorageUnavailable(f"{directory}: is not a directory (the data dir)")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"{directory}: cannot create the data dir ({exc.strerror})"
+            ) from None
+        if self.path.exists() and not self.path.is_file():
+            raise StorageUnavailable(f"{self.path}: is not a file")
+        with self._faults():
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                self._open(synchronous)
+            except BaseException:
+                self._conn.close()
+                raise
+        self._checkpointer = Checkpointer(self.path)
+        self._json_columns: dict[bytes, tuple[str, str, str]] = {}
+
+    def _open(self, synchronous: str) -> None:
         # Small pages: a batch of decisions updates one page of the per-customer index for
         # each customer, and WAL commits write whole pages (about 2x faster than 4 KiB here).
         # Takes effect when the file is created.
@@ -76,26 +123,27 @@ class SQLiteStore:
         self._conn.execute("PRAGMA journal_size_limit=67108864")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
+        self._watermark = self._persisted_watermark = NO_TIME
         with self._transaction():
             meta = dict(self._conn.execute("SELECT key, value FROM meta"))
             if "instance_id" not in meta:
                 meta = {
                     "instance_id": secrets.token_hex(6),
                     "schema": SCHEMA_VERSION,
-                    "watermark": "-1",
+                    "watermark": str(NO_TIME),
                 }
                 self._conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        if meta["schema"] != SCHEMA_VERSION:
-            raise AnstossError(
-                f"{self.path}: schema version {meta['schema']}, expected {SCHEMA_VERSION}"
+        if meta.get("schema") != SCHEMA_VERSION:
+            raise StorageCorrupt(
+                f"{self.path}: schema version {meta.get('schema')!r}, expected {SCHEMA_VERSION}"
             )
         self.instance_id: str = meta["instance_id"]
-        self._watermark = int(meta["watermark"])
+        self._watermark = self._persisted_watermark = int(meta["watermark"])
         # Latest purchase or unsubscribe seen: a decision logged at an earlier time may have
         # some of them inside its window already (events that arrived first).
         self._latest_attributable = (
             self._conn.execute("SELECT max(time) FROM events WHERE type IN (1, 5)").fetchone()[0]
-            or -1
+            or NO_TIME
         )
         self._next_seq = 1 + (
             self._conn.execute("SELECT max(seq) FROM decisions").fetchone()[0] or 0
@@ -105,24 +153,41 @@ class SQLiteStore:
         )
         self._refresh_next_due()
         self._nothing_closed = self._closed([])
-        self._checkpointer = Checkpointer(self.path)
-        self._json_columns: dict[bytes, tuple[str, str, str]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """SQLite errors of the medium or the file -> storage errors naming the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            error = storage_error(self.path, exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One transaction; committed when the block ends, rolled back on any error (a failed
-        COMMIT included), so the connection never stays stuck in a transaction."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):  # the original error is the news
-                    self._conn.execute("ROLLBACK")
-            raise
+        COMMIT included), so the connection never stays stuck in a transaction. Event time is
+        written with every transaction that follows an advance (it survives a restart)."""
+        with self._faults():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                watermark = self._watermark
+                if watermark != self._persisted_watermark:
+                    self._conn.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'watermark'", (str(watermark),)
+                    )
+                self._conn.execute("COMMIT")
+                self._persisted_watermark = watermark
+            except BaseException:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the original error is the news
+                        self._conn.execute("ROLLBACK")
+                raise
 
     def _refresh_next_due(self) -> None:
         row = self._conn.execute(
@@ -138,8 +203,13 @@ class SQLiteStore:
     def watermark(self) -> int:
         return self._watermark
 
+    def observe(self, time: int) -> None:
+        """Event time reached `time` (persisted with the next transaction)."""
+        self._watermark = max(self._watermark, time)
+
     # -- customer state ---------------------------------------------------------------------
 
+    @_reads
     def load_states(self, customer_ids: list[str], times: np.ndarray) -> CustomerStates:
         cat = self.catalog
         st = CustomerStates.empty(customer_ids, times, len(cat.channels), len(cat.touchpoints))
@@ -311,12 +381,14 @@ class SQLiteStore:
             updates,
         )
 
+    @_reads
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         row = self._conn.execute(
-            "SELECT decision_id, seq, customer_id, time, experiment, arm, policy, model_version,"
+            "SELECT decision_id, seq, customer_id, time, experiment, d.arm, policy, model_version,"
             " features, eligible, probabilities, removed, action, probability, cost, window_end,"
-            " status, attributed_value, attributed_purchases, unsubscribes, reward, close_seq,"
-            " closed_time FROM decisions WHERE decision_id = ?",
+            " status, attributed_value, attributed_purchases, unsubscribes, reward, d.close_seq,"
+            " closed_time, u.reason FROM decisions d LEFT JOIN unlearned u"
+            " ON u.arm = d.arm AND u.close_seq = d.close_seq WHERE decision_id = ?",
             (decision_id,),
         ).fetchone()
         if row is None:
@@ -345,79 +417,209 @@ class SQLiteStore:
             reward=row[20],
             close_seq=row[21],
             closed_time=row[22],
+            unlearned=row[23],
         )
 
     # -- events and outcomes ----------------------------------------------------------------
 
     def apply_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
-        results: list[EventResult | AnstossError] = []
-        channels = self.catalog.channels
+        """Apply a batch of events in one transaction, vectorised (engine/attribution.py): the
+        same result as applying them one by one in order, at a cost that does not grow with
+        (events x open decisions) of a customer."""
+        n = len(events)
+        if n == 0:
+            return []
+        results: list[EventResult | AnstossError | None] = [None] * n
         with self._transaction() as conn:
-            for i in range(len(events)):
-                etype = EventType(int(events.types[i]))
-                cid = events.customer_ids[i]
-                t = int(events.times[i])
-                value = float(events.values[i])
-                c = int(events.channels[i])
-                channel = channels[c].name if c >= 0 else ""
-                decision_id = events.decision_ids[i]
-                if etype in RESPONSE_EVENTS and not self._decision_exists(decision_id):
-                    results.append(UnknownDecision(decision_id))
+            response = np.flatnonzero(np.isin(events.types, _RESPONSE_CODES)).tolist()
+            if response:
+                asked = {events.decision_ids[i] for i in response}
+                known = self._existing(conn, "decisions", "decision_id", asked)
+                for i in response:
+                    if events.decision_ids[i] not in known:
+                        results[i] = UnknownDecision(events.decision_ids[i])
+            wanted = {e for e, r in zip(events.event_ids, results, strict=True) if e and r is None}
+            seen = self._existing(conn, "events", "event_id", wanted)
+            keep = np.zeros(n, dtype=bool)
+            for i, event_id in enumerate(events.event_ids):
+                if results[i] is not None:
                     continue
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO events (event_id, customer_id, time, type, value, channel,"
-                    " decision_id) VALUES (?,?,?,?,?,?,?)",
-                    (events.event_ids[i] or None, cid, t, int(etype), value, channel, decision_id),
-                )
-                if cursor.rowcount == 0:
-                    results.append(EventResult(duplicate=True, decisions_attributed=0))
-                    continue
-                attributed = 0
-                if etype in (EventType.PURCHASE, EventType.UNSUBSCRIBED):
-                    self._latest_attributable = max(self._latest_attributable, t)
-                if etype == EventType.PURCHASE:
-                    conn.execute(
-                        "INSERT INTO customers VALUES (?, ?, ?, 1, ?, ?)"
-                        " ON CONFLICT (customer_id) DO UPDATE SET"
-                        " purchases = purchases + 1,"
-                        " purchase_value = purchase_value + excluded.purchase_value,"
-                        " first_order_value = CASE WHEN excluded.first_purchase_time"
-                        "   < first_purchase_time THEN excluded.first_order_value"
-                        "   ELSE first_order_value END,"
-                        " first_purchase_time = min(first_purchase_time, excluded.first_purchase_time),"
-                        " last_purchase_time = max(last_purchase_time, excluded.last_purchase_time)",
-                        (cid, t, value, value, t),
-                    )
-                    attributed = conn.execute(
-                        "UPDATE decisions SET attributed_value = attributed_value + ?,"
-                        " attributed_purchases = attributed_purchases + 1"
-                        " WHERE customer_id = ? AND status = 1 AND time <= ? AND window_end > ?",
-                        (value, cid, t, t),
-                    ).rowcount
-                elif etype in PERMISSION_OF_EVENT:
-                    conn.execute(
-                        "INSERT INTO permissions VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT (customer_id, channel) DO UPDATE SET"
-                        " state = excluded.state, time = excluded.time"
-                        " WHERE excluded.time >= permissions.time",
-                        (cid, channel, PERMISSION_OF_EVENT[etype], t),
-                    )
-                    if etype == EventType.UNSUBSCRIBED:
-                        attributed = conn.execute(
-                            "UPDATE decisions SET unsubscribes = unsubscribes + 1"
-                            " WHERE customer_id = ? AND status = 1 AND channel = ?"
-                            " AND time <= ? AND window_end > ?",
-                            (cid, channel, t, t),
-                        ).rowcount
-                results.append(EventResult(duplicate=False, decisions_attributed=attributed))
-        return results
+                if event_id:
+                    if event_id in seen:  # seen before, or earlier in this batch
+                        results[i] = _DUPLICATE
+                        continue
+                    seen.add(event_id)
+                keep[i] = True
+            rows = np.flatnonzero(keep)
+            attributed = np.zeros(n, dtype=np.int64)
+            if len(rows):
+                self._insert_events(conn, events, rows)
+                self._apply_rows(conn, events, rows, attributed)
+        return [
+            r if r is not None else EventResult(duplicate=False, decisions_attributed=int(a))
+            for r, a in zip(results, attributed.tolist(), strict=True)
+        ]
 
-    def _decision_exists(self, decision_id: str) -> bool:
+    @staticmethod
+    def _existing(conn: sqlite3.Connection, table: str, column: str, values: set[str]) -> set[str]:
+        """Which of `values` the column holds."""
+        found: set[str] = set()
+        for chunk in _chunks(sorted(values), _CHUNK):
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                r[0]
+                for r in conn.execute(
+                    f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk
+                )
+            )
+        return found
+
+    def _insert_events(
+        self, conn: sqlite3.Connection, events: EventBatch, rows: np.ndarray
+    ) -> None:
+        names = [c.name for c in self.catalog.channels]
+        times, types = events.times.tolist(), events.types.tolist()
+        values, channels = events.values.tolist(), events.channels.tolist()
+        conn.executemany(
+            "INSERT INTO events (event_id, customer_id, time, type, value, channel, decision_id)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [
+                (
+                    events.event_ids[i] or None,
+                    events.customer_ids[i],
+                    times[i],
+                    types[i],
+                    values[i],
+                    names[channels[i]] if channels[i] >= 0 else "",
+                    events.decision_ids[i],
+                )
+                for i in rows.tolist()
+            ],
+        )
+
+    def _apply_rows(
+        self, conn: sqlite3.Connection, events: EventBatch, rows: np.ndarray, attributed: np.ndarray
+    ) -> None:
+        """Customer totals, permissions and attribution of the new (deduplicated) events."""
+        index: dict[str, int] = {}
+        keys = np.array(
+            [index.setdefault(events.customer_ids[i], len(index)) for i in rows.tolist()],
+            dtype=np.int64,
+        )
+        names = list(index)
+        channel_names = [c.name for c in self.catalog.channels]
+        n_channels = len(channel_names)
+        kinds, times = events.types[rows], events.times[rows]
+        values, channels = events.values[rows], events.channels[rows]
+        purchase = kinds == EventType.PURCHASE
+        unsubscribe = kinds == EventType.UNSUBSCRIBED
+        if purchase.any():
+            totals = purchase_totals(keys[purchase], times[purchase], values[purchase])
+            who = keys[purchase][totals.first].tolist()
+            conn.executemany(
+                "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (customer_id) DO UPDATE SET"
+                " purchases = purchases + excluded.purchases,"
+                " purchase_value = purchase_value + excluded.purchase_value,"
+                " first_order_value = CASE WHEN excluded.first_purchase_time"
+                "   < first_purchase_time THEN excluded.first_order_value"
+                "   ELSE first_order_value END,"
+                " first_purchase_time = min(first_purchase_time, excluded.first_purchase_time),"
+                " last_purchase_time = max(last_purchase_time, excluded.last_purchase_time)",
+                zip(
+                    [names[k] for k in who],
+                    totals.first_time.tolist(),
+                    totals.first_value.tolist(),
+                    totals.count.tolist(),
+                    totals.total.tolist(),
+                    totals.last_time.tolist(),
+                    strict=True,
+                ),
+            )
+        permission = np.isin(kinds, _PERMISSION_CODES)
+        if permission.any():
+            p = np.flatnonzero(permission)
+            latest = p[latest_per_group(keys[p] * n_channels + channels[p], times[p])]
+            conn.executemany(
+                "INSERT INTO permissions VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (customer_id, channel) DO UPDATE SET"
+                " state = excluded.state, time = excluded.time"
+                " WHERE excluded.time >= permissions.time",
+                [
+                    (
+                        names[keys[j]],
+                        channel_names[channels[j]],
+                        PERMISSION_OF_EVENT[int(kinds[j])],
+                        int(times[j]),
+                    )
+                    for j in latest.tolist()
+                ],
+            )
+        attributable = purchase | unsubscribe
+        if not attributable.any():
+            return
+        self._latest_attributable = max(self._latest_attributable, int(times[attributable].max()))
+        customers = sorted({names[k] for k in keys[attributable].tolist()})
+        seq, dec_key, start, end, dec_channel = self._open_decisions(
+            conn, customers, index, int(times[attributable].min()), int(times[attributable].max())
+        )
+        if len(seq) == 0:
+            return
+        value_hits = window_hits(
+            dec_key, start, end, keys[purchase], times[purchase], values[purchase]
+        )
+        attributed[rows[purchase]] = value_hits.per_event
+        on_channel = dec_channel >= 0
+        unsub_hits = window_hits(
+            dec_key[on_channel] * n_channels + dec_channel[on_channel],
+            start[on_channel],
+            end[on_channel],
+            keys[unsubscribe] * n_channels + channels[unsubscribe],
+            times[unsubscribe],
+        )
+        attributed[rows[unsubscribe]] = unsub_hits.per_event
+        unsubscribes = np.zeros(len(seq), dtype=np.int64)
+        unsubscribes[on_channel] = unsub_hits.counts
+        hit = np.flatnonzero((value_hits.counts > 0) | (unsubscribes > 0))
+        conn.executemany(
+            "UPDATE decisions SET attributed_value = attributed_value + ?,"
+            " attributed_purchases = attributed_purchases + ?, unsubscribes = unsubscribes + ?"
+            " WHERE seq = ?",
+            zip(
+                value_hits.sums[hit].tolist(),
+                value_hits.counts[hit].tolist(),
+                unsubscribes[hit].tolist(),
+                seq[hit].tolist(),
+                strict=True,
+            ),
+        )
+
+    def _open_decisions(
+        self,
+        conn: sqlite3.Connection,
+        customers: list[str],
+        index: dict[str, int],
+        earliest: int,
+        latest: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Open decisions of the customers whose windows may hold a time in [earliest, latest]:
+        seq, customer key, start, end, channel index (-1 for no contact)."""
+        found: list[tuple[Any, ...]] = []
+        for chunk in _chunks(customers, _CHUNK):
+            marks = ",".join("?" * len(chunk))
+            found += conn.execute(
+                "SELECT seq, customer_id, time, window_end, channel FROM decisions"
+                f" WHERE customer_id IN ({marks}) AND time <= ? AND status = 1"
+                " AND window_end > ?",
+                (*chunk, latest, earliest),
+            ).fetchall()
+        channel_index = self.catalog.channel_index
         return (
-            self._conn.execute(
-                "SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,)
-            ).fetchone()
-            is not None
+            np.array([r[0] for r in found], dtype=np.int64),
+            np.array([index[r[1]] for r in found], dtype=np.int64),
+            np.array([r[2] for r in found], dtype=np.int64),
+            np.array([r[3] for r in found], dtype=np.int64),
+            np.array([channel_index.get(r[4], -1) for r in found], dtype=np.int64),
         )
 
     def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
@@ -478,7 +680,7 @@ class SQLiteStore:
     def close_due(
         self, watermark: int, rule: RewardRule, learners: frozenset[str]
     ) -> ClosedDecisions:
-        self._watermark = max(self._watermark, watermark)
+        self.observe(watermark)
         cutoff = self._watermark - rule.lateness_seconds
         if self._next_due is None or self._next_due > cutoff:
             return self._nothing_closed
@@ -505,9 +707,6 @@ class SQLiteStore:
                     strict=True,
                 ),
             )
-            conn.execute(
-                "UPDATE meta SET value = ? WHERE key = 'watermark'", (str(self._watermark),)
-            )
             arms = ",".join("?" * len(learners))
             closed = self._closed(
                 conn.execute(
@@ -522,36 +721,53 @@ class SQLiteStore:
         self._next_close_seq += len(due)
         return closed
 
+    @_reads
     def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions:
         return self._closed(
             self._conn.execute(
-                f"SELECT {_CLOSED_COLUMNS} FROM decisions"
-                " WHERE close_seq > ? AND arm = ? ORDER BY close_seq",
+                f"SELECT {_CLOSED_COLUMNS} FROM decisions d"
+                " WHERE close_seq > ? AND arm = ? AND NOT EXISTS (SELECT 1 FROM unlearned u"
+                " WHERE u.arm = d.arm AND u.close_seq = d.close_seq) ORDER BY close_seq",
                 (after_close_seq, arm),
             )
         )
 
+    def mark_unlearned(self, arm: str, close_seqs: Sequence[int], reason: str) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO unlearned VALUES (?, ?, ?)",
+                [(arm, int(c), reason) for c in close_seqs],
+            )
+
     def _closed(self, rows: Iterable[Sequence[Any]]) -> ClosedDecisions:
+        """Closed decisions as the policies learn them. A row that cannot be decoded (a catalog
+        changed since, a damaged value) is kept with ``usable`` False: the engine records it as
+        not learned instead of failing everything closed with it."""
         cat = self.catalog
-        seqs, close_seqs, arms, feats, choices, probs, rewards = [], [], [], [], [], [], []
-        allowed_rows = []
+        seqs, close_seqs, arms, choices, probs, rewards = [], [], [], [], [], []
+        allowed_rows, usable = [], []
+        feats: list[dict[str, Any]] = []
         for seq, close_seq, arm, features, eligible, action, probability, reward in rows:
-            chosen = cat.index_of_key(action)
             allowed = np.zeros(cat.n_actions, dtype=bool)
-            for key in orjson.loads(eligible):
-                j = cat.index_of_key(key)
-                if j is not None:
-                    allowed[j] = True
-            if chosen is None or not allowed[chosen]:
-                continue  # the catalog changed since: this decision cannot be replayed
+            record = _features_record(features)
+            chosen = cat.index_of_key(action)
+            try:
+                for key in orjson.loads(eligible):
+                    j = cat.index_of_key(key)
+                    if j is not None:
+                        allowed[j] = True
+            except (orjson.JSONDecodeError, TypeError):
+                record = None
+            ok = record is not None and chosen is not None and bool(allowed[chosen])
             seqs.append(seq)
             close_seqs.append(close_seq)
             arms.append(arm)
-            feats.append(orjson.loads(features))
+            feats.append(record if ok and record is not None else {})
             allowed_rows.append(allowed)
-            choices.append(chosen)
-            probs.append(probability)
-            rewards.append(reward)
+            choices.append(chosen if ok else 0)
+            probs.append(probability if isinstance(probability, float | int) else np.nan)
+            rewards.append(reward if isinstance(reward, float | int) else np.nan)
+            usable.append(ok)
         return ClosedDecisions(
             seq=np.array(seqs, dtype=np.int64),
             close_seq=np.array(close_seqs, dtype=np.int64),
@@ -561,6 +777,7 @@ class SQLiteStore:
             chosen=np.array(choices, dtype=np.int64),
             probability=np.array(probs, dtype=np.float64),
             reward=np.array(rewards, dtype=np.float64),
+            usable=np.array(usable, dtype=bool),
         )
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -583,6 +800,7 @@ class SQLiteStore:
                 (checkpoint.arm, checkpoint.arm),
             )
 
+    @_reads
     def load_checkpoint(self, arm: str) -> Checkpoint | None:
         row = self._conn.execute(
             "SELECT arm, label, updates, close_seq, model FROM checkpoints WHERE arm = ?"
@@ -593,17 +811,41 @@ class SQLiteStore:
 
     # -- export -----------------------------------------------------------------------------
 
+    @_reads
     def decisions_frame(self) -> pd.DataFrame:
         columns = ", ".join(DECISION_COLUMNS)
         frame = pd.read_sql_query(f"SELECT {columns} FROM decisions ORDER BY seq", self._conn)
         return finish_decisions(frame)
 
+    @_reads
     def events_frame(self) -> pd.DataFrame:
         frame = pd.read_sql_query(
             f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY seq", self._conn
         )
         frame["event_id"] = frame["event_id"].fillna("")
         return finish_events(frame)
+
+
+def _features_record(text: str) -> dict[str, Any] | None:
+    """A logged features object, or None unless every value has its kind (numbers for the
+    numeric features, strings for the categorical ones; JSON writes a non-finite float as
+    null)."""
+    try:
+        record = orjson.loads(text)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    for name in NUMERIC_FEATURES:
+        value = record.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, float | int):
+            return None
+    for name in CATEGORICAL_FEATURES:
+        if not isinstance(record.get(name, ""), str):
+            return None
+    if any(value is None or isinstance(value, list | dict) for value in record.values()):
+        return None
+    return record
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -6,17 +6,31 @@ anstoss decision service: which touchpoint over which channel -- or no contact a
 Conventions
 - Times are event times (when the thing happened at the caller), not arrival times. They drive
   contact caps, minimum gaps and attribution windows, so a backfill or a simulation replays
-  history like live traffic. Every request that carries a time requires it. Attribution does
-  not depend on arrival order; a decision sees the customer state the engine knows when it
-  decides, so send history in time order. A time more than limits.max_time_jump_days (31 by
-  default) after the latest event time is refused: one wrong clock must not close every open
-  attribution window.
+  history like live traffic. Every request that carries a time requires it: a valid Timestamp
+  (nanos in 0..999,999,999; they are accepted and dropped, times are kept in whole seconds),
+  not before 2000-01-01 (time.earliest: an unset Timestamp reads as 1970), and early enough
+  that its attribution window ends by 9999-12-31. In live mode (the default) a time may lie at
+  most 600 s (time.max_ahead_seconds) after the server's wall clock, so no client can move
+  event time ahead and close open attribution windows early; past times are always fine. In
+  replay mode (`anstoss serve --replay`, for simulations and backfills) times move freely.
+  Attribution does not depend on arrival order; a decision sees the customer state the engine
+  knows when it decides, so send history in time order.
 - Touchpoints and channels are names from the server's catalog (see GetCatalog). An Action with
   an empty touchpoint and an empty channel means "no contact".
-- Money is in the deployment's currency (euros by default) as a double.
+- Money is in the deployment's currency (euros by default) as a double. Purchase and reported
+  values lie in [0, 1e6] (limits.max_value), reported rewards in [-1e4, 1e4]
+  (limits.max_abs_reward), extra numeric features in [-1e6, 1e6] (limits.max_abs_feature).
 - Errors: INVALID_ARGUMENT names the offending field ("requests[3].context.numeric['age']: ...");
-  NOT_FOUND for an unknown decision id; RESOURCE_EXHAUSTED for requests over a size limit;
-  FAILED_PRECONDITION for an outcome that can no longer be applied.
+  NOT_FOUND for an unknown decision id; RESOURCE_EXHAUSTED for requests over a size limit (and,
+  from gRPC itself, "Concurrent RPC limit exceeded" beyond limits.max_concurrent_rpcs open
+  calls); FAILED_PRECONDITION for an outcome that can no longer be applied; UNAVAILABLE when the
+  server sheds the call (more than limits.max_calls_per_connection calls running on one
+  connection, more than limits.max_streams streams open, or limits.max_streams_per_connection
+  on one connection) or its storage cannot write (e.g. a full disk): nothing of the call was
+  committed, retry with backoff; DATA_LOSS when the store's file is damaged. A message quotes
+  at most a few dozen characters of the input, so errors stay small whatever was sent.
+- A request that cannot be decoded (not a valid protobuf message of the method's type) is
+  INVALID_ARGUMENT with the field "request".
 """
 
 from collections import abc as _abc
@@ -544,16 +558,24 @@ class DecideBatchResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecideResult]: ...
+    @_builtins.property
+    def error(self) -> Global___ItemError:
+        """Set when the whole batch was refused before anything was decided (more requests than
+        limits.max_batch: code 8, RESOURCE_EXHAUSTED, field "requests"); results is then empty.
+        """
+
     def __init__(
         self,
         *,
         results: _abc.Iterable[Global___DecideResult] | None = ...,
+        error: Global___ItemError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

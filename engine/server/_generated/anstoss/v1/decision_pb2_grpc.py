@@ -84,7 +84,10 @@ class DecisionServiceServicer:
     def DecideStream(self, request_iterator, context):
         """Decide for many customers over one stream (e.g. a nightly print selection). Each message
         carries a batch of requests; each reply carries the batch's results in the same order. An
-        invalid item gets an error in its place and does not stop the rest of the batch.
+        invalid item gets an error in its place and does not stop the rest of the batch; a batch
+        over limits.max_batch gets a reply with only `error` set and the stream goes on. A stream
+        that waits for the client longer than limits.stream_idle_seconds (30 s), for its next
+        message or for it to read a reply, is ended with UNAVAILABLE: open a new one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

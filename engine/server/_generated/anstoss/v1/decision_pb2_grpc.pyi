@@ -6,17 +6,31 @@ anstoss decision service: which touchpoint over which channel -- or no contact a
 Conventions
 - Times are event times (when the thing happened at the caller), not arrival times. They drive
   contact caps, minimum gaps and attribution windows, so a backfill or a simulation replays
-  history like live traffic. Every request that carries a time requires it. Attribution does
-  not depend on arrival order; a decision sees the customer state the engine knows when it
-  decides, so send history in time order. A time more than limits.max_time_jump_days (31 by
-  default) after the latest event time is refused: one wrong clock must not close every open
-  attribution window.
+  history like live traffic. Every request that carries a time requires it: a valid Timestamp
+  (nanos in 0..999,999,999; they are accepted and dropped, times are kept in whole seconds),
+  not before 2000-01-01 (time.earliest: an unset Timestamp reads as 1970), and early enough
+  that its attribution window ends by 9999-12-31. In live mode (the default) a time may lie at
+  most 600 s (time.max_ahead_seconds) after the server's wall clock, so no client can move
+  event time ahead and close open attribution windows early; past times are always fine. In
+  replay mode (`anstoss serve --replay`, for simulations and backfills) times move freely.
+  Attribution does not depend on arrival order; a decision sees the customer state the engine
+  knows when it decides, so send history in time order.
 - Touchpoints and channels are names from the server's catalog (see GetCatalog). An Action with
   an empty touchpoint and an empty channel means "no contact".
-- Money is in the deployment's currency (euros by default) as a double.
+- Money is in the deployment's currency (euros by default) as a double. Purchase and reported
+  values lie in [0, 1e6] (limits.max_value), reported rewards in [-1e4, 1e4]
+  (limits.max_abs_reward), extra numeric features in [-1e6, 1e6] (limits.max_abs_feature).
 - Errors: INVALID_ARGUMENT names the offending field ("requests[3].context.numeric['age']: ...");
-  NOT_FOUND for an unknown decision id; RESOURCE_EXHAUSTED for requests over a size limit;
-  FAILED_PRECONDITION for an outcome that can no longer be applied.
+  NOT_FOUND for an unknown decision id; RESOURCE_EXHAUSTED for requests over a size limit (and,
+  from gRPC itself, "Concurrent RPC limit exceeded" beyond limits.max_concurrent_rpcs open
+  calls); FAILED_PRECONDITION for an outcome that can no longer be applied; UNAVAILABLE when the
+  server sheds the call (more than limits.max_calls_per_connection calls running on one
+  connection, more than limits.max_streams streams open, or limits.max_streams_per_connection
+  on one connection) or its storage cannot write (e.g. a full disk): nothing of the call was
+  committed, retry with backoff; DATA_LOSS when the store's file is damaged. A message quotes
+  at most a few dozen characters of the input, so errors stay small whatever was sent.
+- A request that cannot be decoded (not a valid protobuf message of the method's type) is
+  INVALID_ARGUMENT with the field "request".
 """
 
 from engine.server._generated.anstoss.v1 import decision_pb2 as _decision_pb2
@@ -52,7 +66,10 @@ class DecisionServiceStub:
     DecideStream: _grpc.StreamStreamMultiCallable[_decision_pb2.DecideBatchRequest, _decision_pb2.DecideBatchResponse]
     """Decide for many customers over one stream (e.g. a nightly print selection). Each message
     carries a batch of requests; each reply carries the batch's results in the same order. An
-    invalid item gets an error in its place and does not stop the rest of the batch.
+    invalid item gets an error in its place and does not stop the rest of the batch; a batch
+    over limits.max_batch gets a reply with only `error` set and the stream goes on. A stream
+    that waits for the client longer than limits.stream_idle_seconds (30 s), for its next
+    message or for it to read a reply, is ended with UNAVAILABLE: open a new one.
     """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ReportOutcomeRequest, _decision_pb2.ReportOutcomeResponse]
     """Report an outcome of one decision: a final reward, or a value attributed to it."""
@@ -75,7 +92,10 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     DecideStream: _aio.StreamStreamMultiCallable[_decision_pb2.DecideBatchRequest, _decision_pb2.DecideBatchResponse]  # type: ignore[assignment]
     """Decide for many customers over one stream (e.g. a nightly print selection). Each message
     carries a batch of requests; each reply carries the batch's results in the same order. An
-    invalid item gets an error in its place and does not stop the rest of the batch.
+    invalid item gets an error in its place and does not stop the rest of the batch; a batch
+    over limits.max_batch gets a reply with only `error` set and the stream goes on. A stream
+    that waits for the client longer than limits.stream_idle_seconds (30 s), for its next
+    message or for it to read a reply, is ended with UNAVAILABLE: open a new one.
     """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_decision_pb2.ReportOutcomeRequest, _decision_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
     """Report an outcome of one decision: a final reward, or a value attributed to it."""
@@ -107,7 +127,10 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_decision_pb2.DecideBatchResponse], _abc.AsyncIterator[_decision_pb2.DecideBatchResponse]]:
         """Decide for many customers over one stream (e.g. a nightly print selection). Each message
         carries a batch of requests; each reply carries the batch's results in the same order. An
-        invalid item gets an error in its place and does not stop the rest of the batch.
+        invalid item gets an error in its place and does not stop the rest of the batch; a batch
+        over limits.max_batch gets a reply with only `error` set and the stream goes on. A stream
+        that waits for the client longer than limits.stream_idle_seconds (30 s), for its next
+        message or for it to read a reply, is ended with UNAVAILABLE: open a new one.
         """
 
     @_abc_1.abstractmethod
