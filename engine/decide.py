@@ -91,11 +91,12 @@ class DecisionEngine:
                 return self._decide_once(batch, keys)
             # A customer asked about twice in one batch (e.g. two concurrent calls): decide in
             # rounds, each customer once per round, each round logged before the next loads
-            # her state, so caps and gaps see the earlier decision.
-            parts = [
-                (rows, self._decide_once(batch.take(rows), keys[rows]))
-                for rows in occurrence_rounds(keys)
-            ]
+            # her state, so caps and gaps see the earlier decision; all rounds commit together.
+            with self.store.atomic():
+                parts = [
+                    (rows, self._decide_once(batch.take(rows), keys[rows]))
+                    for rows in occurrence_rounds(keys)
+                ]
             return DecisionBatch.merge(parts, n)
 
     def _decide_once(self, batch: DecideBatch, keys: np.ndarray) -> DecisionBatch:

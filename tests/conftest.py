@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,47 @@ def server(make_engine: EngineFactory) -> Iterator[RunningServer]:
     running.server.stop(0).wait()
 
 
+class Clock:
+    """A wall clock a test sets: what the live-mode time guard compares request times with."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Served = tuple[RunningServer, DecisionClient]
+ServeFactory = Callable[..., Served]
+
+
+@pytest.fixture
+def serve(make_engine: EngineFactory) -> Iterator[ServeFactory]:
+    """Servers on loopback with a chosen engine, clock (a `Clock`) and config changes:
+    ``serve(policy="bandit", clock=Clock(T0), time=TimeConfig(mode="replay"))``."""
+    started: list[Served] = []
+
+    def factory(
+        engine: DecisionEngine | None = None,
+        clock: Callable[[], float] | None = None,
+        workers: int = 32,
+        **changes: object,
+    ) -> Served:
+        policy = changes.pop("policy", None)
+        engine = engine or make_engine(policy, **changes)
+        running = start_server(engine, port=0, workers=workers, clock=clock or time.time)
+        client = DecisionClient(f"127.0.0.1:{running.port}", timeout=10)
+        client.wait_ready(10)
+        started.append((running, client))
+        return running, client
+
+    yield factory
+    for running, client in started:
+        client.close()
+        running.server.stop(0).wait(5)
+        running.servicer.close()
+
+
 @pytest.fixture
 def client(server: RunningServer) -> Iterator[DecisionClient]:
     with DecisionClient(f"127.0.0.1:{server.port}", timeout=10) as c:
@@ -101,4 +143,4 @@ def decide_batch(customers: list[str], time: int) -> DecideBatch:
     return DecideBatch(customer_ids=customers, times=np.full(len(customers), time))
 
 
-__all__ = ["DAY", "T0", "channel_events", "decide_batch", "purchases"]
+__all__ = ["DAY", "T0", "Clock", "channel_events", "decide_batch", "purchases"]

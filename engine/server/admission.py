@@ -106,14 +106,14 @@ class Admission:
         peer = context.peer()
         limits = self.limits
         with self._lock:
-            if len(self._open) >= limits.max_streams:
-                raise Overloaded(
-                    f"{limits.max_streams} streams are open (limits.max_streams); retry later"
-                )
             if self._streams[peer] >= limits.max_streams_per_connection:
                 raise Overloaded(
                     f"{limits.max_streams_per_connection} streams are already open on this"
                     " connection (limits.max_streams_per_connection); retry later"
+                )
+            if len(self._open) >= limits.max_streams:
+                raise Overloaded(
+                    f"{limits.max_streams} streams are open (limits.max_streams); retry later"
                 )
             self._streams[peer] += 1
             watch = StreamWatch(context, self.clock())

@@ -78,16 +78,21 @@ def events_message(events: EventBatch, catalog: Catalog) -> pb.ReportEventsReque
 class DecisionClient:
     """Blocking client over one channel. Use as a context manager to close the channel."""
 
-    def __init__(self, target: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, target: str, timeout: float = 30.0, own_connection: bool = False
+    ) -> None:
+        """`own_connection`: do not share the TCP connection with other channels of this
+        process to the same target (gRPC shares them by default; the server's per-connection
+        limits then count the process as one caller)."""
         self.target = target
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ],
-        )
+        options: list[tuple[str, int]] = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
+        if own_connection:
+            options.append(("grpc.use_local_subchannel_pool", 1))
+        self.channel = grpc.insecure_channel(target, options=options)
         self.stub = pb_grpc.DecisionServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 

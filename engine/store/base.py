@@ -9,6 +9,7 @@ one suite against each.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,6 +78,10 @@ class Store(Protocol):
 
     def mark_unlearned(self, arm: str, close_seqs: Sequence[int], reason: str) -> None:
         """Record closed decisions the arm's policy could not learn from (durable)."""
+        ...
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """A block whose writes are committed together or not at all."""
         ...
 
     def observe(self, time: int) -> None:

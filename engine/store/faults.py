@@ -30,17 +30,20 @@ _CORRUPT = {
 }
 
 
-def storage_error(path: Path, exc: sqlite3.Error) -> StorageError | None:
-    """The storage error for a SQLite error, or None when it is not a storage fault."""
+def storage_error(path: Path, exc: sqlite3.Error, opening: bool = False) -> StorageError | None:
+    """The storage error for a SQLite error, or None when it is not a storage fault.
+    `opening`: the error happened while the store opened its file (not in a call)."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         return None
     primary = code & 0xFF
     if primary in _UNAVAILABLE:
-        return StorageUnavailable(
-            f"{path}: {_UNAVAILABLE[primary]} ({exc}); nothing of this call was stored, retry"
-            " once the cause is fixed"
+        advice = (
+            "cannot open the store"
+            if opening
+            else "nothing of this call was stored, retry once the cause is fixed"
         )
+        return StorageUnavailable(f"{path}: {_UNAVAILABLE[primary]} ({exc}); {advice}")
     if primary in _CORRUPT:
         return StorageCorrupt(
             f"{path}: {_CORRUPT[primary]} ({exc}); restore it from a backup or point"

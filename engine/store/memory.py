@@ -8,8 +8,9 @@ compact columns and turned into the log schema only when asked (`decisions_frame
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -146,6 +147,11 @@ class MemoryStore:
     @property
     def watermark(self) -> int:
         return self._watermark
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Nothing is durable here; the block only mirrors SQLiteStore.atomic."""
+        yield
 
     def observe(self, time: int) -> None:
         self._watermark = max(self._watermark, time)

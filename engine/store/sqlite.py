@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,7 +54,7 @@ from engine.rewards import RewardRule, earlier_attribution
 from engine.state import NO_TIME, PERMISSION_OF_EVENT, CustomerStates
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
 from engine.store.faults import storage_error
-from engine.store.wal import Checkpointer
+from engine.store.wal import Checkpointer, checkpoint
 from engine.timeutil import DAY
 
 SCHEMA_VERSION = "1"
@@ -99,6 +100,12 @@ class SQLiteStore:
             ) from None
         if self.path.exists() and not self.path.is_file():
             raise StorageUnavailable(f"{self.path}: is not a file")
+        for needed in (directory, self.path):
+            if needed.exists() and not os.access(needed, os.W_OK):
+                raise StorageUnavailable(
+                    f"{needed}: read-only; the store writes its database and WAL there"
+                )
+        self._opening = True
         with self._faults():
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             try:
@@ -106,6 +113,7 @@ class SQLiteStore:
             except BaseException:
                 self._conn.close()
                 raise
+        self._opening = False
         self._checkpointer = Checkpointer(self.path)
         self._json_columns: dict[bytes, tuple[str, str, str]] = {}
 
@@ -124,6 +132,9 @@ class SQLiteStore:
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
         self._watermark = self._persisted_watermark = NO_TIME
+        self._depth = 0
+        self._next_seq = self._next_close_seq = 1
+        self._next_due: int | None = None
         with self._transaction():
             meta = dict(self._conn.execute("SELECT key, value FROM meta"))
             if "instance_id" not in meta:
@@ -162,7 +173,7 @@ class SQLiteStore:
         try:
             yield
         except sqlite3.Error as exc:
-            error = storage_error(self.path, exc)
+            error = storage_error(self.path, exc, opening=self._opening)
             if error is None:
                 raise
             raise error from exc
@@ -170,10 +181,15 @@ class SQLiteStore:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One transaction; committed when the block ends, rolled back on any error (a failed
-        COMMIT included), so the connection never stays stuck in a transaction. Event time is
-        written with every transaction that follows an advance (it survives a restart)."""
+        COMMIT included), so the connection never stays stuck in a transaction. Inside
+        `atomic()` it joins the outer transaction. Event time is written with every
+        transaction that follows an advance (it survives a restart)."""
+        if self._depth:
+            yield self._conn
+            return
         with self._faults():
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self._conn
                 watermark = self._watermark
@@ -183,11 +199,36 @@ class SQLiteStore:
                     )
                 self._conn.execute("COMMIT")
                 self._persisted_watermark = watermark
+                walker = getattr(self, "_checkpointer", None)
+                if walker is not None and walker.restart_due:
+                    self._depth = 0  # outside any transaction now
+                    walker.restarted(checkpoint(self._conn, "RESTART"))
             except BaseException:
                 if self._conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):  # the original error is the news
                         self._conn.execute("ROLLBACK")
+                self._resync()
                 raise
+            finally:
+                self._depth = 0
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every write inside the block is one transaction (e.g. the rounds of a batch that
+        asks about a customer twice): all of it is committed, or none."""
+        with self._transaction():
+            yield
+
+    def _resync(self) -> None:
+        """After a rollback: counters kept in memory follow the file again."""
+        with contextlib.suppress(sqlite3.Error):
+            self._next_seq = 1 + (
+                self._conn.execute("SELECT max(seq) FROM decisions").fetchone()[0] or 0
+            )
+            self._next_close_seq = 1 + (
+                self._conn.execute("SELECT max(close_seq) FROM decisions").fetchone()[0] or 0
+            )
+            self._refresh_next_due()
 
     def _refresh_next_due(self) -> None:
         row = self._conn.execute(
