@@ -40,7 +40,8 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port_file = data_dir / "port"
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "--log-level", "warning", "serve", "--port", "0",
-         "--data-dir", str(data_dir), "--port-file", str(port_file)],
+         "--data-dir", str(data_dir), "--port-file", str(port_file),
+         "--replay"],  # simulated event time runs ahead of the wall clock
     )  # fmt: skip
     while not port_file.exists():
         if process.poll() is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class AnstossError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -47,6 +49,13 @@ class OutcomeRejected(AnstossError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+    @classmethod
+    def closed(cls, decision_id: str, reward: float | None) -> OutcomeRejected:
+        fixed = "no reward" if reward is None or math.isnan(reward) else f"reward {reward:g}"
+        return cls(
+            "decision_id", f"decision {decision_id} is closed ({fixed}); it takes no more outcomes"
+        )
 
 
 class ModelError(AnstossError):

@@ -49,7 +49,10 @@ class RewardRule:
         value_term = np.where(
             attributed_count > 0, self.margin_rate * attributed_value, self.no_outcome_reward
         )
-        return value_term - cost - self.unsubscribe_penalty * unsubscribes
+        rewards = value_term - cost - self.unsubscribe_penalty * unsubscribes
+        # Bounded inputs keep every reward finite; a row written before the bounds existed
+        # might not. Such a reward is stored as missing (NULL) and never learned.
+        return np.where(np.isfinite(rewards), rewards, np.nan)
 
 
 def earlier_attribution(

@@ -78,9 +78,7 @@ def events_message(events: EventBatch, catalog: Catalog) -> pb.ReportEventsReque
 class DecisionClient:
     """Blocking client over one channel. Use as a context manager to close the channel."""
 
-    def __init__(
-        self, target: str, timeout: float = 30.0, own_connection: bool = False
-    ) -> None:
+    def __init__(self, target: str, timeout: float = 30.0, own_connection: bool = False) -> None:
         """`own_connection`: do not share the TCP connection with other channels of this
         process to the same target (gRPC shares them by default; the server's per-connection
         limits then count the process as one caller)."""

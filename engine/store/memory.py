@@ -434,10 +434,7 @@ class MemoryStore:
         if key in self._outcomes:
             return OutcomeApplied(True, status, reward, None)
         if status == STATUS_CLOSED:
-            raise OutcomeRejected(
-                "decision_id",
-                f"decision {outcome.decision_id} is closed (reward {reward:g}); it takes no more outcomes",
-            )
+            raise OutcomeRejected.closed(outcome.decision_id, reward)
         self._outcomes[key] = (outcome.reward, outcome.value)
         if outcome.value is not None:
             d["attributed_value"][i] += outcome.value

@@ -678,11 +678,7 @@ class SQLiteStore:
             if seen is not None:
                 return OutcomeApplied(True, status, reward, None)
             if status == STATUS_CLOSED:
-                raise OutcomeRejected(
-                    "decision_id",
-                    f"decision {outcome.decision_id} is closed (reward {reward:g});"
-                    " it takes no more outcomes",
-                )
+                raise OutcomeRejected.closed(outcome.decision_id, reward)
             conn.execute(
                 "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?)",
                 (

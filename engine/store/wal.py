@@ -34,9 +34,7 @@ _WRITER_GRACE = 2.0  # seconds the writer has to run a due RESTART before this t
 
 
 class Checkpointer:
-    def __init__(
-        self, path: Path, every: float = 1.0, restart_bytes: int = RESTART_BYTES
-    ) -> None:
+    def __init__(self, path: Path, every: float = 1.0, restart_bytes: int = RESTART_BYTES) -> None:
         self._path = path
         self._wal = Path(str(path) + "-wal")
         self._every = every
