@@ -85,6 +85,11 @@ class EngineConfig:
     time: TimeConfig = field(default_factory=TimeConfig)
     seed: int = 20261124
     checkpoint_every: int = 500
+    # The server closes (and learns) at most this many due decisions in one call; a background
+    # thread closes the rest between calls, so a pause in traffic followed by a request never
+    # makes one call close a night's worth of windows. 0: every due decision at once (what
+    # the in-process simulator does).
+    closes_per_call: int = 1000
     synchronous: str = "normal"
     source: str = "<defaults>"
 
@@ -114,6 +119,7 @@ def load_config(
     rewards = _rewards(root.table("rewards"))
     learning = root.table("learning")
     checkpoint_every = learning.integer("checkpoint_every", 500, minimum=1)
+    closes_per_call = learning.integer("closes_per_call", EngineConfig.closes_per_call, minimum=0)
     learning.reject_unknown()
     store = root.table("store")
     synchronous = store.string("synchronous", "normal", choices=("normal", "full"))
@@ -130,6 +136,7 @@ def load_config(
         time=time,
         seed=seed,
         checkpoint_every=checkpoint_every,
+        closes_per_call=closes_per_call,
         synchronous=synchronous,
         source=str(path),
     )

@@ -47,8 +47,12 @@ class DecisionEngine:
         config: EngineConfig,
         store: Store,
         policies: Mapping[str, Policy] | None = None,
+        close_budget: int | None = None,
     ) -> None:
+        """`close_budget`: at most this many due decisions are closed per call (the server's
+        `learning.closes_per_call`; `catch_up` closes the rest); None closes all at once."""
         self.config = config
+        self.close_budget = close_budget or None
         self.catalog = config.catalog
         self.store = store
         self.experiment = config.experiment
@@ -164,8 +168,27 @@ class DecisionEngine:
         # Always asked, even when time did not move: a decision logged at a time far behind
         # event time (a backfill) may be due already. The store answers from memory when
         # nothing is due.
-        closed = self.store.close_due(time, self.config.rewards, self._learners)
+        closed = self.store.close_due(time, self.config.rewards, self._learners, self.close_budget)
         return self._learn(closed) if len(closed) else 0
+
+    @property
+    def backlog(self) -> bool:
+        """Due decisions wait to be closed (more than one call's budget came due at once)."""
+        with self._lock:
+            return self.store.has_due(self.config.rewards)
+
+    def catch_up_step(self) -> bool:
+        """Close one budget of due decisions, if any; True when some were due."""
+        with self._lock:
+            if not self.store.has_due(self.config.rewards):
+                return False
+            self._advance(self.store.watermark)
+            return True
+
+    def catch_up(self) -> None:
+        """Close everything due at the current event time."""
+        while self.catch_up_step():
+            pass
 
     def _learn(self, closed: ClosedDecisions) -> int:
         """Learn closed rewards per arm. A failed update leaves the arm behind: its next

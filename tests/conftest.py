@@ -63,6 +63,8 @@ def server(make_engine: EngineFactory) -> Iterator[RunningServer]:
     running = start_server(make_engine(), port=0)
     yield running
     running.server.stop(0).wait()
+    running.servicer.close()
+    running.catch_up.stop()
 
 
 class Clock:
@@ -104,6 +106,7 @@ def serve(make_engine: EngineFactory) -> Iterator[ServeFactory]:
         client.close()
         running.server.stop(0).wait(5)
         running.servicer.close()
+        running.catch_up.stop()
 
 
 @pytest.fixture

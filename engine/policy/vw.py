@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,15 @@ def vw_arguments(config: BanditConfig) -> list[str]:
     return args + list(config.extra_args)
 
 
+@dataclass
+class SharedFeatures:
+    """Hashed shared features of n rows: row i is indices/values[bounds[i]:bounds[i + 1]]."""
+
+    indices: np.ndarray  # uint64
+    values: np.ndarray  # float32
+    bounds: list[int]
+
+
 def _push(ex: vw.Example, namespace: str, indices: np.ndarray, values: np.ndarray) -> None:
     """Pre-hashed features into a namespace (indices uint64, values float32)."""
     group: Any = ex[namespace]  # the binding's stub mistypes push_many_features' arrays
@@ -76,6 +86,8 @@ class VWModel:
             self._action_example(a.key, a.touchpoint, a.channel) for a in catalog.actions
         ]
         self._action_cores = [ex._example for ex in self._actions]
+        self._shared_example = vw.Example()
+        self._shared_example.set_label(_SHARED_LABEL)
         self._bind_calls()
 
     @property
@@ -106,9 +118,9 @@ class VWModel:
         _push(ex, ACTION_NS, indices, np.ones(len(names), dtype=np.float32))
         return ex
 
-    def shared_examples(self, features: FeatureBatch) -> list[vw.Example]:
-        """One shared (customer) example per row. The indices and values of all rows are
-        assembled into two flat arrays in one pass; each example gets a slice of them."""
+    def shared_features(self, features: FeatureBatch) -> SharedFeatures:
+        """The shared (customer) features of every row, hashed: the indices and values of all
+        rows in two flat arrays, assembled in one pass."""
         n = len(features)
         numeric_index = self._num_index.tolist()
         numeric = features.numeric.tolist()
@@ -132,20 +144,20 @@ class VWModel:
                 indices += [cached(EXTRA_PREFIX + k) for k in extra_num[i]]
                 values += list(extra_num[i].values())
             bounds.append(len(indices))
-        flat_indices = np.array(indices, dtype=np.uint64)
-        flat_values = np.array(values, dtype=np.float32)
-        examples = []
-        for i in range(n):
-            ex = vw.Example()
-            ex.set_label(_SHARED_LABEL)
-            _push(
-                ex,
-                SHARED_NS,
-                flat_indices[bounds[i] : bounds[i + 1]],
-                flat_values[bounds[i] : bounds[i + 1]],
-            )
-            examples.append(ex)
-        return examples
+        return SharedFeatures(
+            np.array(indices, dtype=np.uint64), np.array(values, dtype=np.float32), bounds
+        )
+
+    def _shared(self, shared: SharedFeatures, i: int) -> vw.Example:
+        """The one reusable shared example, refilled with row i's features. A VW example takes
+        about 28 KB of native memory: one per row of a large batch took a gigabyte that the
+        allocator kept, so rows share a single one."""
+        ex = self._shared_example
+        group: Any = ex[SHARED_NS]
+        group.truncate_to(0)
+        start, stop = shared.bounds[i], shared.bounds[i + 1]
+        _push(ex, SHARED_NS, shared.indices[start:stop], shared.values[start:stop])
+        return ex
 
     # -- predict and learn ------------------------------------------------------------------
 
@@ -185,7 +197,7 @@ class VWModel:
         probs[allowed.sum(axis=1) == 1] = allowed[allowed.sum(axis=1) == 1]  # only no contact
         if len(rows) == 0:
             return probs
-        shared = self.shared_examples(features.rows(rows) if len(rows) < len(allowed) else features)
+        shared = self.shared_features(features.rows(rows) if len(rows) < len(allowed) else features)
         where, what = np.nonzero(allowed[rows])
         bounds = np.searchsorted(where, np.arange(len(rows) + 1)).tolist()
         columns = what.tolist()
@@ -195,7 +207,7 @@ class VWModel:
         predict = self._predict
         for j, i in enumerate(rows.tolist()):
             eligible = columns[bounds[j] : bounds[j + 1]]
-            for position, p in predict(shared[j], eligible):
+            for position, p in predict(self._shared(shared, j), eligible):
                 out_rows.append(i)
                 out_cols.append(eligible[position])
                 out_probs.append(p)
@@ -215,13 +227,13 @@ class VWModel:
         """One update per row: cost = -reward on the chosen action, at its logged probability.
         Rows are applied in order; if row i cannot be applied (the chosen action not eligible,
         or VW fails), PartialUpdate(i) says that rows 0..i-1 were."""
-        shared_examples = self.shared_examples(features)
+        shared_features = self.shared_features(features)
         for i in range(len(chosen)):
             eligible = np.flatnonzero(allowed[i]).tolist()
             action = int(chosen[i])
             if not allowed[i, action]:
                 raise PartialUpdate(i, ModelError("the chosen action is not among the eligible"))
-            shared = shared_examples[i]
+            shared = self._shared(shared_features, i)
             labelled = self._actions[action]
             labelled.set_label(vw.CBLabel(label=(-float(reward[i]), float(probability[i]))))
             try:

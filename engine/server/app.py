@@ -32,9 +32,35 @@ MIN_FREE_WORKERS = 4
 
 
 def open_engine(config: EngineConfig, data_dir: str | Path) -> DecisionEngine:
-    """An engine on the SQLite store in `data_dir` (created if missing)."""
+    """An engine on the SQLite store in `data_dir` (created if missing), closing at most
+    `learning.closes_per_call` due decisions per call."""
     store = SQLiteStore(Path(data_dir) / DB_FILE, config.catalog, config.synchronous)
-    return DecisionEngine(config, store)
+    return DecisionEngine(config, store, close_budget=config.closes_per_call)
+
+
+class CatchUp:
+    """Closes due decisions between calls when more came due than one call closes (after a
+    pause in traffic, say), one budget at a time, so calls keep being served meanwhile."""
+
+    def __init__(self, engine: DecisionEngine, idle: float = 0.2, pause: float = 0.01) -> None:
+        self.engine = engine
+        self._idle, self._pause = idle, pause
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="anstoss-catch-up", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        busy = False
+        while not self._stop.wait(self._pause if busy else self._idle):
+            try:
+                busy = self.engine.catch_up_step()
+            except Exception:  # logged; calls close what is due themselves meanwhile
+                log.exception("closing due decisions in the background failed")
+                busy = False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
 
 
 @dataclass
@@ -44,6 +70,7 @@ class RunningServer:
     health: health.HealthServicer
     engine: DecisionEngine
     servicer: DecisionServicer
+    catch_up: CatchUp
 
     def stop(self, grace: float = 5.0) -> bool:
         """Stop taking calls, drain those in flight for `grace` seconds, cancel the rest,
@@ -55,6 +82,7 @@ class RunningServer:
         if not stopped:
             log.warning("gRPC shutdown not confirmed within %.0f s; closing anyway", grace + 2)
         self.servicer.close()
+        self.catch_up.stop()
         self.engine.close()
         return stopped
 
@@ -111,7 +139,7 @@ def start_server(
     log.info(
         "serving %s on %s:%d (time mode %s)", SERVICE_NAME, host, bound, engine.config.time.mode
     )
-    return RunningServer(server, bound, health_servicer, engine, servicer)
+    return RunningServer(server, bound, health_servicer, engine, servicer, CatchUp(engine))
 
 
 def serve_forever(

@@ -64,11 +64,16 @@ class Store(Protocol):
     def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied: ...
 
     def close_due(
-        self, watermark: int, rule: RewardRule, learners: frozenset[str]
+        self, watermark: int, rule: RewardRule, learners: frozenset[str], limit: int | None = None
     ) -> ClosedDecisions:
-        """Close every open decision whose window end + lateness <= watermark, in order of
-        (window end, seq); assign close_seq; return those of the `learners` arms (what the
-        other arms' policies would not learn from is not read back)."""
+        """Close the open decisions whose window end + lateness <= watermark (at most `limit`
+        of them, the first), in order of (window end, seq); assign close_seq; return those of
+        the `learners` arms (what the other arms' policies would not learn from is not read
+        back)."""
+        ...
+
+    def has_due(self, rule: RewardRule) -> bool:
+        """Whether open decisions are due at the current event time."""
         ...
 
     def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions:

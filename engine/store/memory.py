@@ -148,6 +148,11 @@ class MemoryStore:
     def watermark(self) -> int:
         return self._watermark
 
+    def has_due(self, rule: RewardRule) -> bool:
+        return (
+            self._next_due is not None and self._next_due <= self._watermark - rule.lateness_seconds
+        )
+
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """Nothing is durable here; the block only mirrors SQLiteStore.atomic."""
@@ -448,7 +453,7 @@ class MemoryStore:
     # -- closing ----------------------------------------------------------------------------
 
     def close_due(
-        self, watermark: int, rule: RewardRule, learners: frozenset[str]
+        self, watermark: int, rule: RewardRule, learners: frozenset[str], limit: int | None = None
     ) -> ClosedDecisions:
         self.observe(watermark)
         cutoff = self._watermark - rule.lateness_seconds
@@ -459,11 +464,15 @@ class MemoryStore:
         d = self._dec
         ends = d["window_end"][candidates]
         due = candidates[ends <= cutoff]
-        remaining = ends[ends > cutoff]
-        self._next_due = int(remaining.min()) if len(remaining) else None
+        due = due[np.lexsort((due, d["window_end"][due]))]
+        if limit is not None and len(due) > limit:
+            due = due[:limit]
+            self._next_due = int(d["window_end"][due[-1]])  # more are due
+        else:
+            remaining = ends[ends > cutoff]
+            self._next_due = int(remaining.min()) if len(remaining) else None
         if len(due) == 0:
             return self._closed(due)
-        due = due[np.lexsort((due, d["window_end"][due]))]
         cost = self.catalog.action_cost[d["action"][due]]
         rewards = rule.rewards(
             d["attributed_value"][due], d["attributed_purchases"][due], cost, d["unsubscribes"][due]

@@ -244,6 +244,11 @@ class SQLiteStore:
     def watermark(self) -> int:
         return self._watermark
 
+    def has_due(self, rule: RewardRule) -> bool:
+        return (
+            self._next_due is not None and self._next_due <= self._watermark - rule.lateness_seconds
+        )
+
     def observe(self, time: int) -> None:
         """Event time reached `time` (persisted with the next transaction)."""
         self._watermark = max(self._watermark, time)
@@ -715,7 +720,7 @@ class SQLiteStore:
     # -- closing and learning ---------------------------------------------------------------
 
     def close_due(
-        self, watermark: int, rule: RewardRule, learners: frozenset[str]
+        self, watermark: int, rule: RewardRule, learners: frozenset[str], limit: int | None = None
     ) -> ClosedDecisions:
         self.observe(watermark)
         cutoff = self._watermark - rule.lateness_seconds
@@ -724,8 +729,9 @@ class SQLiteStore:
         with self._transaction() as conn:
             due = conn.execute(
                 "SELECT seq, attributed_value, attributed_purchases, cost, unsubscribes"
-                " FROM decisions WHERE status = 1 AND window_end <= ? ORDER BY window_end, seq",
-                (cutoff,),
+                " FROM decisions WHERE status = 1 AND window_end <= ? ORDER BY window_end, seq"
+                " LIMIT ?",
+                (cutoff, -1 if limit is None else limit),
             ).fetchall()
             if not due:
                 self._refresh_next_due()

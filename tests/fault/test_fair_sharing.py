@@ -10,13 +10,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
 import pytest
 
 from engine.config import Limits
+from engine.decide import DecisionEngine
 from engine.errors import Overloaded
 from engine.requests import DecideBatch
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
@@ -183,6 +184,29 @@ def test_a_hot_customers_purchase_batch_is_not_quadratic(serve: ServeFactory) ->
     hot = frame[frame["customer_id"] == "hot"]
     assert (hot["attributed_purchases"] == 10_000).all()
     assert np.allclose(hot["attributed_value"], values.sum())
+
+
+def test_a_backlog_of_due_windows_is_closed_between_calls(
+    serve: ServeFactory, make_engine: Callable[..., DecisionEngine]
+) -> None:
+    """After a pause, one call closes at most `close_budget` due decisions (and learns them);
+    the rest is closed in the background between calls."""
+    engine = make_engine("bandit")
+    engine.close_budget = 50
+    _, client = serve(engine=engine, clock=lambda: float(T0 + 30 * DAY))
+    customers = [f"c{i}" for i in range(400)]
+    for start in range(0, 400, 100):
+        engine.decide(
+            DecideBatch(customer_ids=customers[start : start + 100], times=np.full(100, T0))
+        )
+    updates = engine.updates
+    client.decide("wakes-them-up", T0 + 12 * DAY)  # every window is due now
+    assert engine.updates - updates <= 50
+    _wait(lambda: not engine.backlog, timeout=20)
+    frame = engine.store.decisions_frame()
+    assert (frame.loc[frame["customer_id"] != "wakes-them-up", "status"] == "closed").all()
+    assert engine.updates - updates == 400
+    assert client.decide("served", T0 + 12 * DAY + 1).decision_id
 
 
 class _Context:
