@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench proto lint venv clean
+.PHONY: demo test bench soak proto lint venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,9 @@ test: $(STAMP)  ## the whole test suite
 
 bench: $(STAMP)  ## benchmarks; figures also in benchmarks/results.json
 	$(BIN)/python -m benchmarks.run
+
+soak: $(STAMP)  ## 10-minute soak of a real server: RSS, WAL, errors; figures in benchmarks/results.json
+	$(BIN)/python -m benchmarks.soak
 
 proto: $(STAMP)  ## regenerate engine/server/_generated from proto/
 	rm -rf engine/server/_generated

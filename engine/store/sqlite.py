@@ -59,7 +59,7 @@ from engine.timeutil import DAY
 
 SCHEMA_VERSION = "1"
 _CHUNK = 500  # customer ids per IN (...) query
-_PATTERN_CACHE = 10_000  # distinct (rules, probabilities) rows whose JSON is kept
+_PATTERN_CACHE = 4096  # distinct (rules, probabilities) rows whose JSON is kept
 
 _SCHEMA = (resources.files("engine") / "store" / "schema.sql").read_text()
 
