@@ -49,7 +49,7 @@ class Limits:
     # and per connection, and end when idle; calls beyond the caps answer UNAVAILABLE.
     max_streams: int = 16
     max_streams_per_connection: int = 4
-    max_calls_per_connection: int = 64
+    max_calls_per_connection: int = 24
     stream_idle_seconds: float = 30.0
     # gRPC's own cap on calls open at once (running or queued); beyond it gRPC answers
     # RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded" before any handler runs.
@@ -226,6 +226,8 @@ def _time(t: Table) -> TimeConfig:
         max_ahead_seconds=t.number("max_ahead_seconds", defaults.max_ahead_seconds, minimum=0),
         earliest=t.timestamp("earliest", defaults.earliest),
     )
+    if config.earliest <= 0:  # the stores use -1 for "never"
+        raise t.error("earliest", "expected a time after 1970-01-01T00:00:00Z")
     t.reject_unknown()
     return config
 

@@ -35,6 +35,7 @@ from engine.store.base import Checkpoint, LogContext, OutcomeApplied, Store
 
 log = logging.getLogger("anstoss.engine")
 MAX_ATTEMPTS = 3  # a closed decision whose update fails this often is recorded as unlearned
+REPLAY_BUDGETS = 5  # an arm behind replays at most this many close budgets of rows per call
 
 
 class PolicyError(AnstossError):
@@ -143,20 +144,17 @@ class DecisionEngine:
     def report_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
         """Apply events in order (idempotent per event id), then let event time advance."""
         with self._lock:
+            results = self.store.apply_events(events, self.config.rewards)
             if len(events):
-                self.store.observe(int(events.times.max()))
-            results = self.store.apply_events(events)
-            if len(events):
-                self._advance(int(events.times.max()))
+                self._advance_after_commit(int(events.times.max()))
             return results
 
     def report_outcome(self, outcome: Outcome) -> OutcomeApplied:
         with self._lock:
-            self.store.observe(outcome.time)
             applied = self.store.apply_outcome(outcome, self.config.rewards)
             if applied.closed is not None:
                 self._learn(applied.closed)
-            self._advance(outcome.time)
+            self._advance_after_commit(outcome.time)
             return applied
 
     def advance(self, time: int) -> int:
@@ -171,6 +169,15 @@ class DecisionEngine:
         closed = self.store.close_due(time, self.config.rewards, self._learners, self.close_budget)
         return self._learn(closed) if len(closed) else 0
 
+    def _advance_after_commit(self, time: int) -> None:
+        """Advance once the call's own writes are committed: a failure to close windows now
+        (a full disk, say) must not fail the call, or a client would send its events again.
+        What is due stays due; the next call or the background closes it."""
+        try:
+            self._advance(time)
+        except Exception as exc:
+            log.warning("closing due decisions failed, left for later: %s", exc)
+
     @property
     def backlog(self) -> bool:
         """Due decisions wait to be closed (more than one call's budget came due at once)."""
@@ -178,22 +185,23 @@ class DecisionEngine:
             return self.store.has_due(self.config.rewards)
 
     def catch_up_step(self) -> bool:
-        """Close one budget of due decisions, if any; True when some were due."""
+        """Close one budget of due decisions, or replay one chunk for an arm behind; True
+        when there was something to do."""
         with self._lock:
-            if not self.store.has_due(self.config.rewards):
-                return False
-            self._advance(self.store.watermark)
-            return True
-
-    def catch_up(self) -> None:
-        """Close everything due at the current event time."""
-        while self.catch_up_step():
-            pass
+            if self.store.has_due(self.config.rewards):
+                self._advance(self.store.watermark)
+                return True
+            behind = [a for a, name in enumerate(self.experiment.names) if name in self._behind]
+            for a in behind:
+                self._replay(a)
+            return bool(behind)
 
     def _learn(self, closed: ClosedDecisions) -> int:
-        """Learn closed rewards per arm. A failed update leaves the arm behind: its next
-        learning replays everything closed since the last row it learned."""
-        applied = 0
+        """Learn closed rewards per arm; returns the updates applied. An arm whose learning
+        fails (the learner, or saving its checkpoint) is left behind and replays everything
+        closed since the last row it learned with its next learning; the other arms learn
+        on, and the call that closed the rows still succeeds (they are committed)."""
+        before = self.updates
         arms = np.array(closed.arm, dtype=object)
         for a, (name, policy) in enumerate(zip(self.experiment.names, self.policies, strict=True)):
             rows = np.flatnonzero(arms == name)
@@ -203,15 +211,37 @@ class DecisionEngine:
                 latest = int(closed.close_seq[rows].max())
                 self._learned_seq[name] = max(self._learned_seq[name], latest)
                 continue
-            batch = closed.rows(rows) if len(rows) < len(closed) else closed
             if name in self._behind:
-                batch = self.store.closed_since(name, self._learned_seq[name])
-            applied += self._learn_arm(a, batch)
-        self.updates += applied
-        return applied
+                self._replay(a)  # from the last row it learned: these rows are among them
+            else:
+                self._learn_safely(a, closed.rows(rows) if len(rows) < len(closed) else closed)
+        return self.updates - before
+
+    def _learn_safely(self, a: int, batch: ClosedDecisions) -> None:
+        name = self.experiment.names[a]
+        try:
+            self._learn_arm(a, batch)
+        except Exception:
+            self._behind.add(name)
+            log.exception("arm %s: learning failed; it is replayed with the next one", name)
+
+    def _replay(self, a: int) -> None:
+        """Learn what an arm that fell behind has not learned yet, at most a few budgets of
+        rows per call when the engine has a close budget (it stays behind until done)."""
+        name = self.experiment.names[a]
+        limit = None if self.close_budget is None else REPLAY_BUDGETS * self.close_budget
+        try:
+            batch = self.store.closed_since(name, self._learned_seq[name], limit)
+        except Exception:
+            log.exception("arm %s: reading what to replay failed; tried again later", name)
+            return
+        self._learn_safely(a, batch)
+        if limit is not None and len(batch) == limit:
+            self._behind.add(name)
 
     def _learn_arm(self, a: int, batch: ClosedDecisions) -> int:
-        """Learn one arm's closed decisions (in close order); returns the updates applied."""
+        """Learn one arm's closed decisions (in close order); returns the updates applied
+        (also counted in `updates`)."""
         name, policy = self.experiment.names[a], self.policies[a]
         if len(batch) == 0:
             return 0
@@ -219,10 +249,11 @@ class DecisionEngine:
         applied = 0
         while len(batch):
             try:
-                applied += policy.learn(batch)
+                n = policy.learn(batch)
             except Exception as exc:  # the protocol: PartialUpdate, or nothing was applied
                 failure = exc if isinstance(exc, PartialUpdate) else PartialUpdate(0, exc)
                 applied += failure.applied
+                self.updates += failure.applied
                 failed = int(batch.close_seq[failure.applied])
                 self._learned_seq[name] = max(self._learned_seq[name], failed - 1)
                 attempts = self._failures.get((name, failed), 0) + 1
@@ -234,14 +265,20 @@ class DecisionEngine:
                 if attempts < MAX_ATTEMPTS:
                     self._behind.add(name)  # replayed from `failed` with the next learning
                     break
+                self._behind.add(name)  # until the row is recorded
                 self.store.mark_unlearned(name, [failed], f"update failed: {failure.cause!r}"[:200])
                 self._failures.pop((name, failed), None)
                 self._learned_seq[name] = failed
                 batch = batch.rows(np.arange(failure.applied + 1, len(batch)))
                 continue
+            applied += n
+            self.updates += n
             self._behind.discard(name)
+            self._failures = {k: v for k, v in self._failures.items() if k[0] != name}
             self._learned_seq[name] = max(self._learned_seq[name], int(batch.close_seq.max()))
             break
+        if not len(batch):
+            self._behind.discard(name)
         self._since_checkpoint[name] += applied
         if self._since_checkpoint[name] >= self.config.checkpoint_every:
             self._checkpoint(a)
@@ -254,7 +291,9 @@ class DecisionEngine:
         if not ok.all():
             bad = batch.close_seq[~ok].tolist()
             log.error("arm %s: %d closed decisions cannot be learned: %s", name, len(bad), bad[:10])
+            self._behind.add(name)  # until they are recorded
             self.store.mark_unlearned(name, bad, "damaged or invalid row")
+            self._behind.discard(name)
             latest = int(batch.close_seq.max())
             batch = batch.rows(np.flatnonzero(ok))
             if len(batch) == 0:

@@ -148,6 +148,8 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         start = date.fromisoformat(root.string("start_date", "2026-01-05"))
     except ValueError:
         raise root.error("start_date", "expected a date like 2026-01-05") from None
+    if start < date(2000, 1, 1):  # the engine refuses times before 2000 (time.earliest)
+        raise root.error("start_date", f"expected a date from 2000-01-01 on, got {start}")
     decision_days = tuple(int(d) for d in root.numbers("decision_days", [0, 1, 3, 7, 14, 30]))
     if (
         not decision_days

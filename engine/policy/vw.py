@@ -229,17 +229,18 @@ class VWModel:
         or VW fails), PartialUpdate(i) says that rows 0..i-1 were."""
         shared_features = self.shared_features(features)
         for i in range(len(chosen)):
-            eligible = np.flatnonzero(allowed[i]).tolist()
-            action = int(chosen[i])
-            if not allowed[i, action]:
-                raise PartialUpdate(i, ModelError("the chosen action is not among the eligible"))
-            shared = self._shared(shared_features, i)
-            labelled = self._actions[action]
-            labelled.set_label(vw.CBLabel(label=(-float(reward[i]), float(probability[i]))))
             try:
-                self._learn(shared, eligible)
-            except Exception as exc:
+                eligible = np.flatnonzero(allowed[i]).tolist()
+                action = int(chosen[i])
+                if not allowed[i, action]:
+                    raise ModelError("the chosen action is not among the eligible")
+                shared = self._shared(shared_features, i)
+                labelled = self._actions[action]
+                labelled.set_label(vw.CBLabel(label=(-float(reward[i]), float(probability[i]))))
+                try:
+                    self._learn(shared, eligible)
+                finally:
+                    labelled.set_label(vw.CBLabel())
+            except Exception as exc:  # whatever failed in row i: rows 0..i-1 are learned
                 raise PartialUpdate(i, exc) from exc
-            finally:
-                labelled.set_label(vw.CBLabel())
         return len(chosen)

@@ -38,32 +38,42 @@ _WAITING_FOR_CLIENT = ("reading", "writing")
 
 class StreamWatch:
     """What one stream is doing, for the watchdog: reading (waiting for the client's next
-    message), writing (waiting for the client to take a reply) or working (on our side)."""
+    message), writing (waiting for the client to take a reply), working (on our side) or
+    ended (by the watchdog). Changes happen under the admission lock, so a message that
+    arrives just as the watchdog ends the stream is dropped, never decided unanswered."""
 
-    __slots__ = ("context", "since", "state")
+    __slots__ = ("context", "lock", "since", "state")
 
-    def __init__(self, context: grpc.ServicerContext, now: float) -> None:
+    def __init__(self, context: grpc.ServicerContext, now: float, lock: threading.Lock) -> None:
         self.context = context
+        self.lock = lock
         self.state = "working"
         self.since = now
 
+    def _move(self, state: str, now: float) -> bool:
+        """Enter `state` unless the watchdog ended the stream; False when it did."""
+        with self.lock:
+            if self.state == "ended":
+                return False
+            self.state, self.since = state, now
+            return True
+
     def track(self, requests: Iterator[Any], clock: Callable[[], float]) -> Iterator[Any]:
         """The request iterator, marking the time spent waiting for each message."""
-        while True:
-            self.state, self.since = "reading", clock()
+        while self._move("reading", clock()):
             try:
                 message = next(requests)
             except (StopIteration, grpc.RpcError):  # the client ended, or the call is over
                 return
-            finally:
-                self.state, self.since = "working", clock()
+            if not self._move("working", clock()):
+                return
             yield message
 
     def writing(self, now: float) -> None:
-        self.state, self.since = "writing", now
+        self._move("writing", now)
 
     def working(self, now: float) -> None:
-        self.state, self.since = "working", now
+        self._move("working", now)
 
 
 class Admission:
@@ -116,7 +126,7 @@ class Admission:
                     f"{limits.max_streams} streams are open (limits.max_streams); retry later"
                 )
             self._streams[peer] += 1
-            watch = StreamWatch(context, self.clock())
+            watch = StreamWatch(context, self.clock(), self._lock)
             self._open.add(watch)
         try:
             yield watch
@@ -135,12 +145,16 @@ class Admission:
         idle = self.limits.stream_idle_seconds
         while not self._stop.wait(min(1.0, idle / 4)):
             now = self.clock()
-            with self._lock:
+            with self._lock:  # found stale and marked ended in one step (see StreamWatch)
                 stale = [
-                    w for w in self._open if w.state in _WAITING_FOR_CLIENT and now - w.since > idle
+                    (w, w.state)
+                    for w in self._open
+                    if w.state in _WAITING_FOR_CLIENT and now - w.since > idle
                 ]
-            for watch in stale:
-                what = "sent nothing" if watch.state == "reading" else "took no reply"
+                for watch, _ in stale:
+                    watch.state = "ended"  # still counted until its handler returns
+            for watch, state in stale:
+                what = "sent nothing" if state == "reading" else "took no reply"
                 log.info("ending a stream of %s: it %s for %g s", watch.context.peer(), what, idle)
                 end_call(
                     watch.context,
@@ -148,7 +162,6 @@ class Admission:
                     f"stream ended: the client {what} for {idle:g} s"
                     " (limits.stream_idle_seconds); open a new stream",
                 )
-                watch.state = "ended"  # still counted until its handler returns
 
     def close(self) -> None:
         self._stop.set()

@@ -17,11 +17,12 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.config import EngineConfig
 from engine.decide import DecisionEngine
-from engine.errors import ConfigError
+from engine.errors import ConfigError, StorageError
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
 from engine.server.replies import check_reply_limits
 from engine.server.service import DecisionServicer
 from engine.store.sqlite import SQLiteStore
+from engine.timeutil import iso
 
 log = logging.getLogger("anstoss.server")
 
@@ -50,13 +51,16 @@ class CatchUp:
         self._thread.start()
 
     def _run(self) -> None:
-        busy = False
-        while not self._stop.wait(self._pause if busy else self._idle):
+        wait = self._idle
+        while not self._stop.wait(wait):
             try:
-                busy = self.engine.catch_up_step()
-            except Exception:  # logged; calls close what is due themselves meanwhile
+                wait = self._pause if self.engine.catch_up_step() else self._idle
+            except StorageError as exc:  # a full disk, say: calls are told; back off here
+                log.warning("closing due decisions in the background: %s", exc)
+                wait = min(max(wait * 2, 1.0), 30.0)
+            except Exception:
                 log.exception("closing due decisions in the background failed")
-                busy = False
+                wait = min(max(wait * 2, 1.0), 30.0)
 
     def stop(self) -> None:
         self._stop.set()
@@ -99,12 +103,27 @@ def start_server(
     `clock` is the wall clock the live-mode time guard compares request times with.
     """
     limits = engine.config.limits
-    if limits.max_streams + MIN_FREE_WORKERS > workers:
+    one_connection = limits.max_calls_per_connection + limits.max_streams_per_connection
+    for key, held in (
+        ("max_streams", limits.max_streams),
+        ("max_calls_per_connection", one_connection),
+    ):
+        if held + MIN_FREE_WORKERS > workers:
+            raise ConfigError(
+                engine.config.source,
+                f"limits.{key}",
+                f"{held} calls and streams held at once need at least {held + MIN_FREE_WORKERS}"
+                f" worker threads (each holds one, and {MIN_FREE_WORKERS} stay free for"
+                f" everyone else), got --workers {workers}",
+            )
+    guard = engine.config.time
+    if guard.mode == "live" and engine.store.watermark > clock() + guard.max_ahead_seconds:
         raise ConfigError(
             engine.config.source,
-            "limits.max_streams",
-            f"{limits.max_streams} streams need at least {limits.max_streams + MIN_FREE_WORKERS}"
-            f" worker threads (each open stream holds one), got {workers}",
+            "time.mode",
+            f"the store's event time {iso(engine.store.watermark)} is ahead of the clock (it was"
+            " served in replay mode): in live mode every new decision would close at once;"
+            " serve it with --replay, or use another data dir",
         )
     servicer = DecisionServicer(engine, clock)
     check_reply_limits(engine, servicer.convert)

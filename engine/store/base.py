@@ -59,9 +59,17 @@ class Store(Protocol):
         return."""
         ...
 
-    def apply_events(self, events: EventBatch) -> list[EventResult | AnstossError]: ...
+    def apply_events(
+        self, events: EventBatch, rule: RewardRule
+    ) -> list[EventResult | AnstossError]:
+        """Apply events in order in one write; decisions due at the event time before the
+        call count as closed. Event time moves to the events' latest time if it commits."""
+        ...
 
-    def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied: ...
+    def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
+        """Apply an outcome (FAILED_PRECONDITION for a closed or due decision); event time
+        moves to its time if it commits."""
+        ...
 
     def close_due(
         self, watermark: int, rule: RewardRule, learners: frozenset[str], limit: int | None = None
@@ -76,9 +84,11 @@ class Store(Protocol):
         """Whether open decisions are due at the current event time."""
         ...
 
-    def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions:
-        """Closed decisions of the arm after a close_seq, in close order, without those
-        marked unlearned."""
+    def closed_since(
+        self, arm: str, after_close_seq: int, limit: int | None = None
+    ) -> ClosedDecisions:
+        """Closed decisions of the arm after a close_seq, in close order (the first `limit`),
+        without those marked unlearned."""
         ...
 
     def mark_unlearned(self, arm: str, close_seqs: Sequence[int], reason: str) -> None:

@@ -332,7 +332,9 @@ class MemoryStore:
 
     # -- events and outcomes ----------------------------------------------------------------
 
-    def apply_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
+    def apply_events(
+        self, events: EventBatch, rule: RewardRule
+    ) -> list[EventResult | AnstossError]:
         n = len(events)
         keep = np.ones(n, dtype=bool)
         errors: dict[int, AnstossError] = {}
@@ -353,8 +355,10 @@ class MemoryStore:
         rows = np.flatnonzero(keep)
         attributed = np.zeros(n, dtype=np.int64)
         if len(rows):
-            self._apply(events, rows, attributed)
+            self._apply(events, rows, attributed, self._watermark - rule.lateness_seconds)
             self._events.append((events, rows))
+        if n:
+            self.observe(int(events.times.max()))  # as SQLite's transaction carries it
         fresh = EventResult(False, 0)
         return [
             errors[i]
@@ -363,7 +367,9 @@ class MemoryStore:
             for i, a in enumerate(attributed.tolist())
         ]
 
-    def _apply(self, events: EventBatch, rows: np.ndarray, attributed: np.ndarray) -> None:
+    def _apply(
+        self, events: EventBatch, rows: np.ndarray, attributed: np.ndarray, closed_before: int
+    ) -> None:
         """Customer totals, permissions and attribution, with SQLiteStore's arithmetic (the
         shared engine/attribution.py)."""
         cust = self._index([events.customer_ids[i] for i in rows.tolist()], create=True)
@@ -390,10 +396,11 @@ class MemoryStore:
         who = np.unique(cust[attributable])
         slots = self._open[who]
         valid = slots >= 0
+        d = self._dec
+        valid[valid] = d["window_end"][slots[valid]] > closed_before  # due counts as closed
         dec = slots[valid]
         if len(dec) == 0:
             return
-        d = self._dec
         dec_cust = np.repeat(who, valid.sum(axis=1))
         start, end = d["time"][dec], d["window_end"][dec]
         value_hits = window_hits(
@@ -428,6 +435,11 @@ class MemoryStore:
         c["last_time"][fc] = np.maximum(c["last_time"][fc], totals.last_time)
 
     def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
+        applied = self._apply_outcome(outcome, rule)
+        self.observe(outcome.time)  # only when it was applied, as in SQLiteStore
+        return applied
+
+    def _apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
         seq = self._seq_of(outcome.decision_id)
         if seq is None:
             raise UnknownDecision(outcome.decision_id)
@@ -438,7 +450,7 @@ class MemoryStore:
         key = (outcome.decision_id, outcome.outcome_id)
         if key in self._outcomes:
             return OutcomeApplied(True, status, reward, None)
-        if status == STATUS_CLOSED:
+        if status == STATUS_CLOSED or d["window_end"][i] <= self._watermark - rule.lateness_seconds:
             raise OutcomeRejected.closed(outcome.decision_id, reward)
         self._outcomes[key] = (outcome.reward, outcome.value)
         if outcome.value is not None:
@@ -516,7 +528,9 @@ class MemoryStore:
             reward=d["reward"][index],
         )
 
-    def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions:
+    def closed_since(
+        self, arm: str, after_close_seq: int, limit: int | None = None
+    ) -> ClosedDecisions:
         d = self._dec
         names = self._context.arm_names if self._context else ()
         if arm not in names:
@@ -527,7 +541,7 @@ class MemoryStore:
         if self._unlearned:
             keep = [(arm, int(c)) not in self._unlearned for c in seqs[index].tolist()]
             index = index[np.array(keep, dtype=bool)]
-        return self._closed(index[np.argsort(seqs[index], kind="stable")])
+        return self._closed(index[np.argsort(seqs[index], kind="stable")][:limit])
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from engine.errors import (
     StorageCorrupt,
     StorageUnavailable,
     UnknownDecision,
+    shown,
 )
 from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
 from engine.logschema import (
@@ -60,6 +61,7 @@ from engine.timeutil import DAY
 SCHEMA_VERSION = "1"
 _CHUNK = 500  # customer ids per IN (...) query
 _PATTERN_CACHE = 4096  # distinct (rules, probabilities) rows whose JSON is kept
+_BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA = (resources.files("engine") / "store" / "schema.sql").read_text()
 
@@ -129,10 +131,11 @@ class SQLiteStore:
         # COMMIT; the WAL file is reused after each and truncated back to 64 MiB at most.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._conn.execute("PRAGMA journal_size_limit=67108864")
-        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         self._conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
         self._watermark = self._persisted_watermark = NO_TIME
         self._depth = 0
+        self._carried = NO_TIME
         self._next_seq = self._next_close_seq = 1
         self._next_due: int | None = None
         with self._transaction():
@@ -179,30 +182,33 @@ class SQLiteStore:
             raise error from exc
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, carries: int = NO_TIME) -> Iterator[sqlite3.Connection]:
         """One transaction; committed when the block ends, rolled back on any error (a failed
         COMMIT included), so the connection never stays stuck in a transaction. Inside
-        `atomic()` it joins the outer transaction. Event time is written with every
-        transaction that follows an advance (it survives a restart)."""
+        `atomic()` it joins the outer transaction. Event time is written with it when it moved
+        (it survives a restart); `carries` is the latest time of what the block writes: event
+        time moves to it only if the block commits."""
         if self._depth:
+            self._carried = max(self._carried, carries)
             yield self._conn
             return
         with self._faults():
             self._conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
+            self._carried = carries
             try:
                 yield self._conn
-                watermark = self._watermark
+                watermark = max(self._watermark, self._carried)
                 if watermark != self._persisted_watermark:
                     self._conn.execute(
                         "UPDATE meta SET value = ? WHERE key = 'watermark'", (str(watermark),)
                     )
                 self._conn.execute("COMMIT")
-                self._persisted_watermark = watermark
+                self._watermark = self._persisted_watermark = watermark
                 walker = getattr(self, "_checkpointer", None)
                 if walker is not None and walker.restart_due:
                     self._depth = 0  # outside any transaction now
-                    walker.restarted(checkpoint(self._conn, "RESTART"))
+                    walker.restarted(self._restart_wal())
             except BaseException:
                 if self._conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):  # the original error is the news
@@ -211,6 +217,16 @@ class SQLiteStore:
                 raise
             finally:
                 self._depth = 0
+
+    def _restart_wal(self) -> bool:
+        """A RESTART checkpoint that never waits: a reader still using the log (say a training
+        job reading the live file) makes it answer busy at once, and it is tried again later,
+        instead of holding every call for the busy timeout."""
+        self._conn.execute("PRAGMA busy_timeout=0")
+        try:
+            return checkpoint(self._conn, "RESTART")
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -389,7 +405,7 @@ class SQLiteStore:
                     window_end[i],
                 )
             )
-        with self._transaction() as conn:
+        with self._transaction(int(batch.times.max()) if n else NO_TIME) as conn:
             conn.executemany(
                 "INSERT INTO decisions (seq, decision_id, time, customer_id, experiment, arm, policy,"
                 " model_version, action, touchpoint, channel, probability, cost, features, eligible,"
@@ -439,6 +455,15 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return None
+        try:
+            return self._record(row)
+        except (ValueError, TypeError, KeyError) as exc:  # json errors are ValueErrors
+            raise StorageCorrupt(
+                f"{self.path}: decision {shown(decision_id)} is damaged ({type(exc).__name__})"
+            ) from exc
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> DecisionRecord:
         return DecisionRecord(
             decision_id=row[0],
             seq=row[1],
@@ -468,15 +493,20 @@ class SQLiteStore:
 
     # -- events and outcomes ----------------------------------------------------------------
 
-    def apply_events(self, events: EventBatch) -> list[EventResult | AnstossError]:
+    def apply_events(
+        self, events: EventBatch, rule: RewardRule
+    ) -> list[EventResult | AnstossError]:
         """Apply a batch of events in one transaction, vectorised (engine/attribution.py): the
-        same result as applying them one by one in order, at a cost that does not grow with
-        (events x open decisions) of a customer."""
+        result of applying them one by one in order (sums up to the order of float additions),
+        at a cost that does not grow with (events x open decisions) of a customer. Decisions
+        already due at the event time before this call count as closed, also when they wait
+        for the background to close them."""
         n = len(events)
         if n == 0:
             return []
         results: list[EventResult | AnstossError | None] = [None] * n
-        with self._transaction() as conn:
+        closed_before = self._watermark - rule.lateness_seconds
+        with self._transaction(int(events.times.max())) as conn:
             response = np.flatnonzero(np.isin(events.types, _RESPONSE_CODES)).tolist()
             if response:
                 asked = {events.decision_ids[i] for i in response}
@@ -500,7 +530,7 @@ class SQLiteStore:
             attributed = np.zeros(n, dtype=np.int64)
             if len(rows):
                 self._insert_events(conn, events, rows)
-                self._apply_rows(conn, events, rows, attributed)
+                self._apply_rows(conn, events, rows, attributed, closed_before)
         return [
             r if r is not None else EventResult(duplicate=False, decisions_attributed=int(a))
             for r, a in zip(results, attributed.tolist(), strict=True)
@@ -544,7 +574,12 @@ class SQLiteStore:
         )
 
     def _apply_rows(
-        self, conn: sqlite3.Connection, events: EventBatch, rows: np.ndarray, attributed: np.ndarray
+        self,
+        conn: sqlite3.Connection,
+        events: EventBatch,
+        rows: np.ndarray,
+        attributed: np.ndarray,
+        closed_before: int,
     ) -> None:
         """Customer totals, permissions and attribution of the new (deduplicated) events."""
         index: dict[str, int] = {}
@@ -607,7 +642,11 @@ class SQLiteStore:
         self._latest_attributable = max(self._latest_attributable, int(times[attributable].max()))
         customers = sorted({names[k] for k in keys[attributable].tolist()})
         seq, dec_key, start, end, dec_channel = self._open_decisions(
-            conn, customers, index, int(times[attributable].min()), int(times[attributable].max())
+            conn,
+            customers,
+            index,
+            max(int(times[attributable].min()), closed_before),
+            int(times[attributable].max()),
         )
         if len(seq) == 0:
             return
@@ -648,8 +687,9 @@ class SQLiteStore:
         earliest: int,
         latest: int,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Open decisions of the customers whose windows may hold a time in [earliest, latest]:
-        seq, customer key, start, end, channel index (-1 for no contact)."""
+        """Open decisions of the customers whose windows may hold a time in [earliest, latest]
+        (their window ends after `earliest`): seq, customer key, start, end, channel index (-1
+        for no contact)."""
         found: list[tuple[Any, ...]] = []
         for chunk in _chunks(customers, _CHUNK):
             marks = ",".join("?" * len(chunk))
@@ -669,20 +709,22 @@ class SQLiteStore:
         )
 
     def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
-        with self._transaction() as conn:
+        closed_before = self._watermark - rule.lateness_seconds
+        with self._transaction(outcome.time) as conn:
             row = conn.execute(
-                "SELECT status, reward FROM decisions WHERE decision_id = ?", (outcome.decision_id,)
+                "SELECT status, reward, window_end FROM decisions WHERE decision_id = ?",
+                (outcome.decision_id,),
             ).fetchone()
             if row is None:
                 raise UnknownDecision(outcome.decision_id)
-            status, reward = row
+            status, reward, window_end = row
             seen = conn.execute(
                 "SELECT 1 FROM outcomes WHERE decision_id = ? AND outcome_id = ?",
                 (outcome.decision_id, outcome.outcome_id),
             ).fetchone()
             if seen is not None:
                 return OutcomeApplied(True, status, reward, None)
-            if status == STATUS_CLOSED:
+            if status == STATUS_CLOSED or window_end <= closed_before:  # closed, or due
                 raise OutcomeRejected.closed(outcome.decision_id, reward)
             conn.execute(
                 "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?)",
@@ -728,7 +770,10 @@ class SQLiteStore:
             return self._nothing_closed
         with self._transaction() as conn:
             due = conn.execute(
-                "SELECT seq, attributed_value, attributed_purchases, cost, unsubscribes"
+                # A value of the wrong type (a damaged row) reads as NULL, so the row closes
+                # with no reward, is recorded unlearned, and closes no one else's windows less.
+                f"SELECT seq, {_number('attributed_value')}, {_number('attributed_purchases')},"
+                f" {_number('cost')}, {_number('unsubscribes')}"
                 " FROM decisions WHERE status = 1 AND window_end <= ? ORDER BY window_end, seq"
                 " LIMIT ?",
                 (cutoff, -1 if limit is None else limit),
@@ -765,13 +810,15 @@ class SQLiteStore:
         return closed
 
     @_reads
-    def closed_since(self, arm: str, after_close_seq: int) -> ClosedDecisions:
+    def closed_since(
+        self, arm: str, after_close_seq: int, limit: int | None = None
+    ) -> ClosedDecisions:
         return self._closed(
             self._conn.execute(
                 f"SELECT {_CLOSED_COLUMNS} FROM decisions d"
                 " WHERE close_seq > ? AND arm = ? AND NOT EXISTS (SELECT 1 FROM unlearned u"
-                " WHERE u.arm = d.arm AND u.close_seq = d.close_seq) ORDER BY close_seq",
-                (after_close_seq, arm),
+                " WHERE u.arm = d.arm AND u.close_seq = d.close_seq) ORDER BY close_seq LIMIT ?",
+                (after_close_seq, arm, -1 if limit is None else limit),
             )
         )
 
@@ -867,6 +914,11 @@ class SQLiteStore:
         )
         frame["event_id"] = frame["event_id"].fillna("")
         return finish_events(frame)
+
+
+def _number(column: str) -> str:
+    """SQL for a numeric column that reads as NULL unless it holds a number."""
+    return f"CASE WHEN typeof({column}) IN ('integer', 'real') THEN {column} END"
 
 
 def _features_record(text: str) -> dict[str, Any] | None:

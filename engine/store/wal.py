@@ -49,7 +49,8 @@ class Checkpointer:
     def _run(self) -> None:
         try:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=2000")
+            # Never wait for a lock: a RESTART waiting for a reader would hold off writers.
+            conn.execute("PRAGMA busy_timeout=0")
         except sqlite3.Error as exc:
             log.error("WAL checkpoints disabled: cannot open %s: %s", self._path, exc)
             return
@@ -91,6 +92,6 @@ def checkpoint(conn: sqlite3.Connection, mode: str) -> bool:
     try:
         busy, _, _ = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         return bool(busy == 0)
-    except sqlite3.Error as exc:  # busy, a full disk, or the file went away: try later
+    except sqlite3.Error as exc:  # a full disk, or the file went away: try later
         log.warning("%s checkpoint failed: %s", mode.lower(), exc)
         return False

@@ -150,3 +150,29 @@ def test_event_time_survives_a_restart(
     store = SQLiteStore(tmp_path / "wm.db", config.catalog)
     assert store.watermark == T0 + 3600
     DecisionEngine(config, store).close()
+
+
+def test_a_store_used_in_replay_mode_is_not_served_live(
+    serve: ServeFactory, make_engine: object
+) -> None:
+    from engine.errors import ConfigError
+    from engine.server.app import start_server
+
+    running, client = serve(clock=Clock(T0), time=REPLAY, name="replayed.db")
+    client.decide("c", T0 + 100 * DAY)  # a simulation ran ahead of the clock
+    running.server.stop(0).wait(5)
+    engine = running.engine
+    live = engine.config.replace(time=TimeConfig())
+    engine.config = live
+    with pytest.raises(ConfigError, match=r"time\.mode"):
+        start_server(engine, port=0, clock=Clock(T0))
+
+
+def test_time_earliest_must_be_after_1970(tmp_path: Path) -> None:
+    from engine.config import load_config
+    from engine.errors import ConfigError
+
+    path = tmp_path / "engine.toml"
+    path.write_text("[time]\nearliest = 1969-12-31T00:00:00Z\n")
+    with pytest.raises(ConfigError, match=r"time\.earliest"):
+        load_config(path)

@@ -157,3 +157,70 @@ def test_an_update_that_keeps_failing_is_recorded_unlearned_and_skipped(
     assert again.get_decision(victim)[1] is False
     assert again.policies[0].version == f"init+{30 - 1 + MAX_ATTEMPTS + 1}"
     again.close()
+
+
+def test_a_failed_checkpoint_loses_no_other_arms_updates(
+    tmp_path: Path, config: EngineConfig
+) -> None:
+    """Saving one arm's checkpoint fails (a full disk, say) after the close committed: the
+    other arm still learns its rows, nothing is reported learned that was not, and after a
+    restart every closed row of both arms is learned exactly once."""
+    from engine.experiment import Arm, Experiment
+
+    arms = (Arm("a", "bandit", 0.5), Arm("b", "bandit", 0.5))
+    cfg = config.replace(experiment=Experiment("two", "salt", arms), checkpoint_every=1)
+    path = tmp_path / "two.db"
+    engine = DecisionEngine(cfg, SQLiteStore(path, cfg.catalog))
+    store = engine.store
+    original = store.save_checkpoint
+    fails = {"left": 1}
+
+    def flaky(checkpoint):  # type: ignore[no-untyped-def]
+        if fails["left"]:
+            fails["left"] -= 1
+            from engine.errors import StorageUnavailable
+
+            raise StorageUnavailable("disk full")
+        original(checkpoint)
+
+    store.save_checkpoint = flaky  # type: ignore[method-assign]
+    ids = [f"c{i}" for i in range(40)]
+    decided = engine.decide(DecideBatch(customer_ids=ids, times=np.full(40, T0)))
+    engine.advance(T0 + 12 * DAY)  # closes all 40; the first checkpoint save fails
+    more = engine.decide(DecideBatch(customer_ids=ids, times=np.full(40, T0 + 12 * DAY)))
+    engine.advance(T0 + 24 * DAY)  # the arm left behind replays and catches up
+    assert decided.decision_ids is not None and more.decision_ids is not None
+    everyone = decided.decision_ids + more.decision_ids
+    assert all(engine.get_decision(d)[1] for d in everyone)
+    per_arm = {name: sum(engine.get_decision(d)[0].arm == name for d in everyone) for name in "ab"}  # type: ignore[union-attr]
+    versions = engine.model_versions()
+    assert versions == {name: f"init+{per_arm[name]}" for name in "ab"}
+    engine.close()
+    again = DecisionEngine(cfg, SQLiteStore(path, cfg.catalog))
+    assert again.model_versions() == versions
+    again.close()
+
+
+def test_a_row_failing_after_others_in_vw_learn_is_a_partial_update(config: EngineConfig) -> None:
+    from engine.errors import PartialUpdate
+    from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
+
+    model = VWModel(config.bandit, config.catalog)
+    n = 6
+    categorical = np.full((n, len(CATEGORICAL_FEATURES)), "", dtype=object)
+    features = FeatureBatch(np.zeros((n, len(NUMERIC_FEATURES))), categorical)
+    allowed = np.zeros((n, config.catalog.n_actions), dtype=bool)
+    allowed[:, :3] = True
+    inner = model._shared
+    calls = {"n": 0}
+
+    def shared(flat, i):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if i == 3:
+            raise RuntimeError("cannot build the example")
+        return inner(flat, i)
+
+    model._shared = shared  # type: ignore[method-assign]
+    with pytest.raises(PartialUpdate) as failure:
+        model.learn(features, allowed, np.ones(n, dtype=np.int64), np.full(n, 0.5), np.ones(n))
+    assert failure.value.applied == 3

@@ -244,3 +244,51 @@ def test_admission_caps_calls_per_connection_and_streams_per_connection_and_in_t
             assert admission.open_streams() == 4
     finally:
         admission.close()
+
+
+def test_due_decisions_waiting_to_be_closed_count_as_closed(
+    make_engine: Callable[..., DecisionEngine],
+) -> None:
+    """With a close budget, due decisions may still be open; a late purchase in their window is
+    not attributed to them and an outcome is refused, as if they were closed already."""
+    from engine.errors import OutcomeRejected
+    from engine.requests import Outcome
+    from tests.conftest import decide_batch, purchases
+
+    engine = make_engine("bandit")
+    engine.close_budget = 2
+    ids = engine.decide(decide_batch([f"c{i}" for i in range(5)], T0)).decision_ids
+    assert ids is not None
+    engine.advance(T0 + 12 * DAY)  # all 5 due, 2 closed
+    assert engine.backlog
+    (late,) = engine.report_events(purchases(["c4"], [T0 + 3600], [50.0]))
+    assert late.decisions_attributed == 0  # type: ignore[union-attr]
+    with pytest.raises(OutcomeRejected):
+        engine.report_outcome(Outcome(ids[4], "reward", T0 + 12 * DAY, reward=3.0))
+    while engine.catch_up_step():
+        pass
+    record, _ = engine.get_decision(ids[4])
+    assert record is not None and record.attributed_value == 0.0 and record.status == 2
+
+
+def test_the_server_refuses_workers_one_connection_could_fill(
+    make_engine: Callable[..., DecisionEngine],
+) -> None:
+    from engine.errors import ConfigError
+    from engine.server.app import start_server
+
+    with pytest.raises(ConfigError, match=r"limits\.max_calls_per_connection"):
+        start_server(make_engine(), port=0, workers=24)
+    with pytest.raises(ConfigError, match=r"limits\.max_streams"):
+        start_server(make_engine(), port=0, workers=16)
+
+
+def test_a_message_arriving_as_the_watchdog_ends_the_stream_is_dropped() -> None:
+    from engine.server.admission import StreamWatch
+
+    watch = StreamWatch(_Context("ipv4:1"), 0.0, threading.Lock())  # type: ignore[arg-type]
+    messages = iter(["batch-1", "batch-2"])
+    tracked = watch.track(messages, time.monotonic)
+    assert next(tracked) == "batch-1"
+    watch.state = "ended"  # what the watchdog does, under the lock, before cancelling
+    assert list(tracked) == []  # batch-2 is never decided

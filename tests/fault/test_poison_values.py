@@ -200,3 +200,36 @@ def test_huge_numeric_features_are_refused_naming_the_limit(serve: ServeFactory)
         "context.numeric['score']",
         "limits.max_abs_feature",
     )
+
+
+def test_a_value_of_the_wrong_type_does_not_block_closing(
+    tmp_path: Path, config: EngineConfig
+) -> None:
+    """SQLite keeps whatever a damaged file holds: text where a number belongs closes with no
+    reward (recorded unlearned) and the other windows close; damaged JSON reads as DATA_LOSS."""
+    from engine.errors import StorageCorrupt
+
+    cfg = config.with_single_arm("bandit")
+    path = tmp_path / "typed.db"
+    engine = DecisionEngine(cfg, SQLiteStore(path, cfg.catalog))
+    ids = engine.decide(decide_batch([f"c{i}" for i in range(10)], T0)).decision_ids
+    assert ids is not None
+    engine.close()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE decisions SET attributed_value = 'n/a', attributed_purchases = 1"
+            " WHERE decision_id = ?",
+            (ids[0],),
+        )
+        db.execute("UPDATE decisions SET removed = '[[' WHERE decision_id = ?", (ids[1],))
+    engine = DecisionEngine(cfg, SQLiteStore(path, cfg.catalog))
+    engine.advance(T0 + WINDOW_CLOSED)
+    with sqlite3.connect(path) as db:
+        states = dict(db.execute("SELECT decision_id, status FROM decisions"))
+    assert set(states.values()) == {2}
+    record, learned = engine.get_decision(ids[0])
+    assert record is not None and record.reward is None and not learned
+    assert all(engine.get_decision(i)[1] for i in ids[2:])
+    with pytest.raises(StorageCorrupt, match="damaged"):
+        engine.get_decision(ids[1])
+    engine.close()

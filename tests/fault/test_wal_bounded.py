@@ -73,3 +73,27 @@ def test_wal_stays_bounded_under_continuous_writes(tmp_path: Path, config: Engin
     assert max(sizes[-third:]) <= max(sizes[:third]) + 16 * 2**20  # a plateau, not a slope
     assert restarts >= 1
     assert not wal.exists() or os.path.getsize(wal) == 0  # closing truncates it
+
+
+def test_a_reader_using_the_log_does_not_stall_writes(tmp_path: Path, config: EngineConfig) -> None:
+    """A RESTART checkpoint waits for readers; run by the writer with the busy timeout, a
+    training job reading the live file would hold every call for 5 s. It must answer busy at
+    once and be tried again later."""
+    import sqlite3
+
+    path = tmp_path / "read.db"
+    engine = DecisionEngine(config, SQLiteStore(path, config.catalog))
+    engine.decide(DecideBatch(customer_ids=["a"], times=np.array([T0])))
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM decisions").fetchone()  # holds a snapshot
+    slowest = 0.0
+    for i in range(5):
+        engine.store._checkpointer.restart_due = True
+        start = time.monotonic()
+        engine.decide(DecideBatch(customer_ids=[f"c{i}"], times=np.array([T0 + i])))
+        slowest = max(slowest, time.monotonic() - start)
+    reader.rollback()
+    reader.close()
+    engine.close()
+    assert slowest < 2.0, f"a write waited {slowest:.1f} s for a reader"
