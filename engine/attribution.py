@@ -82,6 +82,56 @@ def window_hits(
 
 
 @dataclass
+class BatchAttribution:
+    """What a batch of events adds to open decisions, and to how many each event went."""
+
+    value_sums: np.ndarray  # (D,) float64: purchase values attributed to each decision
+    purchases: np.ndarray  # (D,) int64: purchases attributed to each decision
+    unsubscribes: np.ndarray  # (D,) int64: unsubscribes from each decision's channel
+    per_event: np.ndarray  # (E,) int64: decisions each event was attributed to
+
+
+def attribute_batch(
+    decision_customer: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    decision_channel: np.ndarray,
+    event_customer: np.ndarray,
+    event_time: np.ndarray,
+    event_value: np.ndarray,
+    purchase: np.ndarray,
+    unsubscribe: np.ndarray,
+    event_channel: np.ndarray,
+    n_channels: int,
+) -> BatchAttribution:
+    """The attribution rule of both stores: a purchase goes to every open decision of its
+    customer whose window holds its time, an unsubscribe to those on its channel (decisions
+    with channel -1, "no contact", take none). Customers are integer keys."""
+    values = window_hits(
+        decision_customer,
+        start,
+        end,
+        event_customer[purchase],
+        event_time[purchase],
+        event_value[purchase],
+    )
+    on_channel = decision_channel >= 0
+    unsubs = window_hits(
+        decision_customer[on_channel] * n_channels + decision_channel[on_channel],
+        start[on_channel],
+        end[on_channel],
+        event_customer[unsubscribe] * n_channels + event_channel[unsubscribe],
+        event_time[unsubscribe],
+    )
+    per_event = np.zeros(len(event_customer), dtype=np.int64)
+    per_event[purchase] = values.per_event
+    per_event[unsubscribe] = unsubs.per_event
+    unsubscribes = np.zeros(len(decision_customer), dtype=np.int64)
+    unsubscribes[on_channel] = unsubs.counts
+    return BatchAttribution(values.sums, values.counts, unsubscribes, per_event)
+
+
+@dataclass
 class PurchaseTotals:
     """Per distinct customer of a batch of purchases, in order of first appearance."""
 

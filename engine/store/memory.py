@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from engine.attribution import latest_per_group, purchase_totals, window_hits
+from engine.attribution import attribute_batch, latest_per_group, purchase_totals
 from engine.catalog import Catalog
 from engine.contact import Rule
 from engine.decisions import (
@@ -402,25 +402,16 @@ class MemoryStore:
         if len(dec) == 0:
             return
         dec_cust = np.repeat(who, valid.sum(axis=1))
-        start, end = d["time"][dec], d["window_end"][dec]
-        value_hits = window_hits(
-            dec_cust, start, end, cust[purchase], times[purchase], values[purchase]
-        )
-        attributed[rows[purchase]] = value_hits.per_event
-        dec_channel = self.catalog.action_channel[d["action"][dec]]
-        on_channel = dec_channel >= 0
-        unsub_hits = window_hits(
-            dec_cust[on_channel] * n_channels + dec_channel[on_channel],
-            start[on_channel],
-            end[on_channel],
-            cust[unsubscribe] * n_channels + channels[unsubscribe],
-            times[unsubscribe],
-        )
-        attributed[rows[unsubscribe]] = unsub_hits.per_event
-        hit = value_hits.counts > 0
-        d["attributed_value"][dec[hit]] += value_hits.sums[hit]
-        d["attributed_purchases"][dec[hit]] += value_hits.counts[hit]
-        d["unsubscribes"][dec[on_channel]] += unsub_hits.counts
+        hits = attribute_batch(
+            dec_cust, d["time"][dec], d["window_end"][dec],
+            self.catalog.action_channel[d["action"][dec]],
+            cust, times, values, purchase, unsubscribe, channels, n_channels,
+        )  # fmt: skip
+        attributed[rows] = hits.per_event
+        hit = hits.purchases > 0
+        d["attributed_value"][dec[hit]] += hits.value_sums[hit]
+        d["attributed_purchases"][dec[hit]] += hits.purchases[hit]
+        d["unsubscribes"][dec] += hits.unsubscribes
 
     def _purchases(self, cust: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
         c = self._cust

@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from engine.attribution import latest_per_group, purchase_totals, window_hits
+from engine.attribution import attribute_batch, latest_per_group, purchase_totals
 from engine.catalog import Catalog
 from engine.decisions import (
     STATUS_CLOSED,
@@ -650,30 +650,20 @@ class SQLiteStore:
         )
         if len(seq) == 0:
             return
-        value_hits = window_hits(
-            dec_key, start, end, keys[purchase], times[purchase], values[purchase]
-        )
-        attributed[rows[purchase]] = value_hits.per_event
-        on_channel = dec_channel >= 0
-        unsub_hits = window_hits(
-            dec_key[on_channel] * n_channels + dec_channel[on_channel],
-            start[on_channel],
-            end[on_channel],
-            keys[unsubscribe] * n_channels + channels[unsubscribe],
-            times[unsubscribe],
-        )
-        attributed[rows[unsubscribe]] = unsub_hits.per_event
-        unsubscribes = np.zeros(len(seq), dtype=np.int64)
-        unsubscribes[on_channel] = unsub_hits.counts
-        hit = np.flatnonzero((value_hits.counts > 0) | (unsubscribes > 0))
+        hits = attribute_batch(
+            dec_key, start, end, dec_channel,
+            keys, times, values, purchase, unsubscribe, channels, n_channels,
+        )  # fmt: skip
+        attributed[rows] = hits.per_event
+        hit = np.flatnonzero((hits.purchases > 0) | (hits.unsubscribes > 0))
         conn.executemany(
             "UPDATE decisions SET attributed_value = attributed_value + ?,"
             " attributed_purchases = attributed_purchases + ?, unsubscribes = unsubscribes + ?"
             " WHERE seq = ?",
             zip(
-                value_hits.sums[hit].tolist(),
-                value_hits.counts[hit].tolist(),
-                unsubscribes[hit].tolist(),
+                hits.value_sums[hit].tolist(),
+                hits.purchases[hit].tolist(),
+                hits.unsubscribes[hit].tolist(),
                 seq[hit].tolist(),
                 strict=True,
             ),

@@ -16,7 +16,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -32,10 +31,10 @@ import pytest
 from engine.config import load_config
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
 from engine.server.client import DecisionClient, timestamp
+from tests.fault.serve_process import start_serve
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 DAY = 86_400
 HOUR = 3_600
 GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)  # what a killed server answers
@@ -51,27 +50,7 @@ def base_time() -> int:
 def start(
     data_dir: Path, port_file: Path, log: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    port_file.unlink(missing_ok=True)
-    stderr = log.open("ab") if log is not None else None
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "--log-level", "warning", "serve", "--port", "0",
-         "--data-dir", str(data_dir), "--port-file", str(port_file)],
-        stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPO,
-    )  # fmt: skip
-    if stderr is not None:
-        stderr.close()  # the child has its own copy
-    deadline = time.monotonic() + 60
-    while not port_file.exists():
-        assert process.poll() is None, f"server exited during start{_tail(log)}"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    return process, int(port_file.read_text())
-
-
-def _tail(log: Path | None) -> str:
-    if log is None or not log.exists():
-        return ""
-    return "; server log:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    return start_serve(data_dir, port_file, stderr=log)
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,23 +17,13 @@ import pytest
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
 from engine.server.client import DecisionClient, timestamp
 from tests.conftest import T0
+from tests.fault.serve_process import start_serve
 
 pytestmark = pytest.mark.slow
 
 
 def start(data_dir: Path, port_file: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port_file.unlink(missing_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "--log-level", "warning", "serve", "--port", "0",
-         "--data-dir", str(data_dir), "--port-file", str(port_file)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        assert process.poll() is None, "server exited during start"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    return process, int(port_file.read_text())
+    return start_serve(data_dir, port_file, timeout=30)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
 from engine.server.client import DecisionClient, timestamp
 from tests.conftest import T0
+from tests.fault.serve_process import start_serve
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +32,7 @@ UNARY = ["Decide", "ReportOutcome", "ReportEvent", "ReportEvents", "GetDecision"
 
 def _start(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port_file = data_dir.parent / f"{data_dir.name}.port"
-    port_file.unlink(missing_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "--log-level", "info", "serve", "--port", "0",
-         "--data-dir", str(data_dir), "--port-file", str(port_file)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        assert process.poll() is None, "server exited during start"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    return process, int(port_file.read_text())
+    return start_serve(data_dir, port_file, log_level="info", stderr=subprocess.PIPE, timeout=30)
 
 
 def _stop(process: subprocess.Popen[bytes], within: float) -> str:
