@@ -78,6 +78,9 @@ class Catalog:
     max_per_7d: int = 0
     max_per_30d: int = 0
     occasion_lead_days: int = 3
+    # A chain step that could not fire on its day fires at the next decision up to this many
+    # lifecycle days later, never twice (engine/policy/static.py).
+    chain_catch_up_days: int = 7
     source: str = "<memory>"
     _by_key: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
@@ -145,6 +148,7 @@ def parse_catalog(root: Table) -> Catalog:
     max7 = contact.integer("max_per_7d", 0, minimum=0)
     max30 = contact.integer("max_per_30d", 0, minimum=0)
     lead = contact.integer("occasion_lead_days", 3, minimum=0, maximum=366)
+    catch_up = contact.integer("chain_catch_up_days", Catalog.chain_catch_up_days, minimum=0)
     contact.reject_unknown()
 
     channels = []
@@ -232,6 +236,7 @@ def parse_catalog(root: Table) -> Catalog:
         max_per_7d=max7,
         max_per_30d=max30,
         occasion_lead_days=lead,
+        chain_catch_up_days=catch_up,
         source=root.source,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zoneinfo
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,7 @@ from engine.tomlconf import Table, load_toml
 
 EXPLORATIONS = ("epsilon", "squarecb")
 TIME_MODES = ("live", "replay")
+LIFECYCLE_DAYS = ("calendar", "elapsed")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class TimeConfig:
     max_ahead_seconds: float = 600.0
     # Times before this are refused: a Timestamp left unset reads as 1970-01-01.
     earliest: int = 946_684_800  # 2000-01-01T00:00:00Z
+    # The shop's IANA time zone and how "day N after the first purchase" is counted: calendar
+    # days in that zone (what marketing means), or elapsed 24-hour periods.
+    zone: str = "Europe/Berlin"
+    lifecycle_days: str = "calendar"
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,16 @@ def _time(t: Table) -> TimeConfig:
         mode=t.string("mode", defaults.mode, choices=TIME_MODES),
         max_ahead_seconds=t.number("max_ahead_seconds", defaults.max_ahead_seconds, minimum=0),
         earliest=t.timestamp("earliest", defaults.earliest),
+        zone=t.string("zone", defaults.zone),
+        lifecycle_days=t.string("lifecycle_days", defaults.lifecycle_days, choices=LIFECYCLE_DAYS),
     )
+    try:
+        zoneinfo.ZoneInfo(config.zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise t.error(
+            "zone",
+            f"unknown time zone {config.zone!r} (an IANA name such as 'Europe/Berlin' or 'UTC')",
+        ) from None
     if config.earliest <= 0:  # the stores use -1 for "never"
         raise t.error("earliest", "expected a time after 1970-01-01T00:00:00Z")
     t.reject_unknown()

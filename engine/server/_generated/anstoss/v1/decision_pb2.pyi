@@ -7,7 +7,9 @@ Conventions
 - Times are event times (when the thing happened at the caller), not arrival times. They drive
   contact caps, minimum gaps and attribution windows, so a backfill or a simulation replays
   history like live traffic. Every request that carries a time requires it: a valid Timestamp
-  (nanos in 0..999,999,999; they are accepted and dropped, times are kept in whole seconds),
+  (nanos in 0..999,999,999). Times are kept in whole seconds: nanos are accepted and dropped
+  (rounded down), so every time the service returns has nanos 0 and two times in the same
+  second count as simultaneous (an event in the second of a decision falls in its window),
   not before 2000-01-01 (time.earliest: an unset Timestamp reads as 1970), and early enough
   that its attribution window ends by 9999-12-31. In live mode (the default) a time may lie at
   most 600 s (time.max_ahead_seconds) after the server's wall clock, so no client can move
@@ -17,13 +19,25 @@ Conventions
   knows when it decides, so send history in time order.
 - Touchpoints and channels are names from the server's catalog (see GetCatalog). An Action with
   an empty touchpoint and an empty channel means "no contact".
+- Lifecycle days ("day N after the first purchase": touchpoint windows, the chain) are calendar
+  days in the shop's time zone by default (time.zone, e.g. Europe/Berlin): a first purchase at
+  23:00 and a request at 08:00 the next morning is day 1. With time.lifecycle_days = "elapsed"
+  they are whole 24-hour periods since the first purchase instead. GetCatalog says which.
+- Contacts: a decision that contacts someone counts against caps, minimum gaps and touchpoint
+  limits from its time on (immediate activation, the default) or, with
+  DecideRequest.defer_activation, only from the time a DELIVERED event reports it sent. A
+  NOT_EXECUTED event takes a decision back: it no longer counts as a contact and is not
+  learned from (it stays in the log). See Activation.
 - Money is in the deployment's currency (euros by default) as a double. Purchase and reported
   values lie in [0, 1e6] (limits.max_value), reported rewards in [-1e4, 1e4]
   (limits.max_abs_reward), extra numeric features in [-1e6, 1e6] (limits.max_abs_feature).
 - Errors: INVALID_ARGUMENT names the offending field ("requests[3].context.numeric['age']: ...");
-  NOT_FOUND for an unknown decision id; RESOURCE_EXHAUSTED for requests over a size limit (and,
+  NOT_FOUND for an unknown decision id; ALREADY_EXISTS for an idempotency key (event_id,
+  request_id) used before with a different content; RESOURCE_EXHAUSTED for requests over a
+  size limit (and,
   from gRPC itself, "Concurrent RPC limit exceeded" beyond limits.max_concurrent_rpcs open
-  calls); FAILED_PRECONDITION for an outcome that can no longer be applied; UNAVAILABLE when the
+  calls); FAILED_PRECONDITION for an outcome or event that can no longer be applied to its
+  decision (closed, or taken back); UNAVAILABLE when the
   server sheds the call (more than limits.max_calls_per_connection calls running on one
   connection, more than limits.max_streams streams open, or limits.max_streams_per_connection
   on one connection) or its storage cannot write (e.g. a full disk): nothing of the call was
@@ -132,6 +146,40 @@ DECISION_STATUS_CLOSED: DecisionStatus.ValueType  # 2
 """Reward fixed (window closed or reward reported)."""
 Global___DecisionStatus: _TypeAlias = DecisionStatus  # noqa: Y015
 
+class _Activation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ActivationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Activation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACTIVATION_UNSPECIFIED: _Activation.ValueType  # 0
+    ACTIVATION_ACTIVE: _Activation.ValueType  # 1
+    """Counts as a contact (from the decision's time, or from its delivery when deferred); learned
+    from once closed. "No contact" decisions are always active.
+    """
+    ACTIVATION_PENDING: _Activation.ValueType  # 2
+    """Deferred and not yet reported DELIVERED: no contact yet."""
+    ACTIVATION_NOT_EXECUTED: _Activation.ValueType  # 3
+    """Reported NOT_EXECUTED, or deferred and not delivered before its window closed: no contact,
+    never learned from, closed without a reward.
+    """
+
+class Activation(_Activation, metaclass=_ActivationEnumTypeWrapper):
+    """Whether a decision counts as a contact."""
+
+ACTIVATION_UNSPECIFIED: Activation.ValueType  # 0
+ACTIVATION_ACTIVE: Activation.ValueType  # 1
+"""Counts as a contact (from the decision's time, or from its delivery when deferred); learned
+from once closed. "No contact" decisions are always active.
+"""
+ACTIVATION_PENDING: Activation.ValueType  # 2
+"""Deferred and not yet reported DELIVERED: no contact yet."""
+ACTIVATION_NOT_EXECUTED: Activation.ValueType  # 3
+"""Reported NOT_EXECUTED, or deferred and not delivered before its window closed: no contact,
+never learned from, closed without a reward.
+"""
+Global___Activation: _TypeAlias = Activation  # noqa: Y015
+
 class _EventType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -140,31 +188,71 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     DESCRIPTOR: _descriptor.EnumDescriptor
     EVENT_TYPE_UNSPECIFIED: _EventType.ValueType  # 0
     EVENT_TYPE_PURCHASE: _EventType.ValueType  # 1
-    """A purchase with its value. The customer's first purchase starts the relationship."""
+    """A purchase with its value. The customer's earliest purchase starts the relationship."""
     EVENT_TYPE_DELIVERED: _EventType.ValueType  # 2
-    """A decision's message was delivered / opened / clicked (decision_id required)."""
+    """A decision's message was delivered / opened / clicked (decision_id required). The event's
+    customer_id must be the decision's customer, the decision must contact someone (not "no
+    contact"), and the time must not lie before the decision's time (INVALID_ARGUMENT
+    otherwise). The first time of each is kept (GetDecision). DELIVERED activates a deferred
+    decision: it counts as a contact from this time on (FAILED_PRECONDITION once the decision
+    was taken back or closed without activation).
+    """
     EVENT_TYPE_OPENED: _EventType.ValueType  # 3
     EVENT_TYPE_CLICKED: _EventType.ValueType  # 4
     EVENT_TYPE_UNSUBSCRIBED: _EventType.ValueType  # 5
-    """The customer unsubscribed from a channel (channel required); it is never used again."""
+    """The customer unsubscribed from a channel (channel required). The channel is not used again
+    until the customer re-subscribes (RESUBSCRIBED); consent events do not reopen it.
+    """
     EVENT_TYPE_CONSENT_GRANTED: _EventType.ValueType  # 6
-    """The customer granted / withdrew consent for a channel (channel required)."""
+    """The customer granted / withdrew consent for a channel (channel required), e.g. a consent
+    sync from a CRM. Neither undoes an unsubscribe, whatever their order.
+    """
     EVENT_TYPE_CONSENT_WITHDRAWN: _EventType.ValueType  # 7
+    EVENT_TYPE_RESUBSCRIBED: _EventType.ValueType  # 8
+    """The customer explicitly subscribed again to a channel (channel required), e.g. a double
+    opt-in after an unsubscribe: reopens it and grants consent. Of an UNSUBSCRIBED and a
+    RESUBSCRIBED for one channel the later by time wins (the later to arrive on the same time).
+    """
+    EVENT_TYPE_NOT_EXECUTED: _EventType.ValueType  # 9
+    """A decision's message was not sent (a print run cut, an e-mail that bounced before sending;
+    decision_id required, same checks as DELIVERED): it no longer counts as a contact and is
+    never learned from. FAILED_PRECONDITION once it was delivered or closed.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper): ...
 
 EVENT_TYPE_UNSPECIFIED: EventType.ValueType  # 0
 EVENT_TYPE_PURCHASE: EventType.ValueType  # 1
-"""A purchase with its value. The customer's first purchase starts the relationship."""
+"""A purchase with its value. The customer's earliest purchase starts the relationship."""
 EVENT_TYPE_DELIVERED: EventType.ValueType  # 2
-"""A decision's message was delivered / opened / clicked (decision_id required)."""
+"""A decision's message was delivered / opened / clicked (decision_id required). The event's
+customer_id must be the decision's customer, the decision must contact someone (not "no
+contact"), and the time must not lie before the decision's time (INVALID_ARGUMENT
+otherwise). The first time of each is kept (GetDecision). DELIVERED activates a deferred
+decision: it counts as a contact from this time on (FAILED_PRECONDITION once the decision
+was taken back or closed without activation).
+"""
 EVENT_TYPE_OPENED: EventType.ValueType  # 3
 EVENT_TYPE_CLICKED: EventType.ValueType  # 4
 EVENT_TYPE_UNSUBSCRIBED: EventType.ValueType  # 5
-"""The customer unsubscribed from a channel (channel required); it is never used again."""
+"""The customer unsubscribed from a channel (channel required). The channel is not used again
+until the customer re-subscribes (RESUBSCRIBED); consent events do not reopen it.
+"""
 EVENT_TYPE_CONSENT_GRANTED: EventType.ValueType  # 6
-"""The customer granted / withdrew consent for a channel (channel required)."""
+"""The customer granted / withdrew consent for a channel (channel required), e.g. a consent
+sync from a CRM. Neither undoes an unsubscribe, whatever their order.
+"""
 EVENT_TYPE_CONSENT_WITHDRAWN: EventType.ValueType  # 7
+EVENT_TYPE_RESUBSCRIBED: EventType.ValueType  # 8
+"""The customer explicitly subscribed again to a channel (channel required), e.g. a double
+opt-in after an unsubscribe: reopens it and grants consent. Of an UNSUBSCRIBED and a
+RESUBSCRIBED for one channel the later by time wins (the later to arrive on the same time).
+"""
+EVENT_TYPE_NOT_EXECUTED: EventType.ValueType  # 9
+"""A decision's message was not sent (a print run cut, an e-mail that bounced before sending;
+decision_id required, same checks as DELIVERED): it no longer counts as a contact and is
+never learned from. FAILED_PRECONDITION once it was delivered or closed.
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -300,8 +388,25 @@ class DecideRequest(_message.Message):
     TIME_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
     CANDIDATES_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DEFER_ACTIVATION_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     """The customer's id in the caller's systems. Required."""
+    request_id: _builtins.str
+    """Idempotency key, scoped to the customer (e.g. the channel system's job and line id; at most
+    limits.max_id_length characters). A request whose (customer_id, request_id) was decided
+    before returns that decision with `duplicate` set and logs nothing, so a retry after
+    DEADLINE_EXCEEDED or a lost reply never counts twice against caps and gaps. The same key
+    with a different time, candidates or defer_activation is ALREADY_EXISTS. Empty: no
+    deduplication (every request is a new decision).
+    """
+    defer_activation: _builtins.bool
+    """Deferred activation: the channel system decides now and executes later, or not at all (a
+    print run cut for budget). The decision counts as a contact (caps, gaps, touchpoint limits)
+    only from the time a DELIVERED event for it reports it sent, and is learned from only if
+    delivered before its attribution window closes; otherwise it closes as not executed (logged,
+    never learned). Without it the decision counts as a contact from its own time on.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """Event time of the decision. Required."""
@@ -321,10 +426,12 @@ class DecideRequest(_message.Message):
         time: _timestamp_pb2.Timestamp | None = ...,
         context: Global___CustomerContext | None = ...,
         candidates: _abc.Iterable[Global___Action] | None = ...,
+        request_id: _builtins.str = ...,
+        defer_activation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "context", b"context", "customer_id", b"customer_id", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "context", b"context", "customer_id", b"customer_id", "defer_activation", b"defer_activation", "request_id", b"request_id", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -402,6 +509,10 @@ class Decision(_message.Message):
     POLICY_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     ATTRIBUTION_WINDOW_END_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    CUSTOMER_KNOWN_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DEFER_ACTIVATION_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     """Unique id; quote it in ReportOutcome and in DELIVERED/OPENED/CLICKED events."""
     customer_id: _builtins.str
@@ -414,6 +525,15 @@ class Decision(_message.Message):
     arm: _builtins.str
     policy: _builtins.str
     model_version: _builtins.str
+    duplicate: _builtins.bool
+    """True when this is the decision logged earlier for the same (customer_id, request_id)."""
+    customer_known: _builtins.bool
+    """False when no first purchase of the customer is known at the decision's time: lifecycle
+    features are empty and touchpoints bound to days after the first purchase are not eligible.
+    """
+    request_id: _builtins.str
+    """The request's request_id and defer_activation, as logged."""
+    defer_activation: _builtins.bool
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -449,10 +569,14 @@ class Decision(_message.Message):
         policy: _builtins.str = ...,
         model_version: _builtins.str = ...,
         attribution_window_end: _timestamp_pb2.Timestamp | None = ...,
+        duplicate: _builtins.bool = ...,
+        customer_known: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+        defer_activation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "attribution_window_end", b"attribution_window_end", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "arm", b"arm", "attribution_window_end", b"attribution_window_end", "cost", b"cost", "customer_id", b"customer_id", "decision_id", b"decision_id", "eligible", b"eligible", "experiment", b"experiment", "model_version", b"model_version", "no_contact", b"no_contact", "policy", b"policy", "probability", b"probability", "removed", b"removed", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "arm", b"arm", "attribution_window_end", b"attribution_window_end", "cost", b"cost", "customer_id", b"customer_id", "customer_known", b"customer_known", "decision_id", b"decision_id", "defer_activation", b"defer_activation", "duplicate", b"duplicate", "eligible", b"eligible", "experiment", b"experiment", "model_version", b"model_version", "no_contact", b"no_contact", "policy", b"policy", "probability", b"probability", "removed", b"removed", "request_id", b"request_id", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -600,7 +724,8 @@ class ReportOutcomeRequest(_message.Message):
     """The decision's final reward: closes it now and the bandit learns from it once."""
     value: _builtins.float
     """A value attributed to this decision (e.g. an order placed with its voucher code); added to
-    what its attribution window collects until the window closes.
+    what its attribution window collects until the window closes (counted in
+    GetDecisionResponse.reported_values, not as a purchase).
     """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
@@ -666,17 +791,20 @@ class Event(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     DECISION_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    """Idempotency key (e.g. the order id): an event id seen before is ignored. Empty: no
-    deduplication.
+    """Idempotency key (e.g. the order id), scoped to the customer: an event whose (customer_id,
+    event_id) was applied before with the same type, time, value, channel and decision_id is a
+    duplicate (nothing changes); with any of them different it is ALREADY_EXISTS (nothing
+    changes, the event is not applied). Empty: no deduplication.
     """
     customer_id: _builtins.str
     type: Global___EventType.ValueType
     value: _builtins.float
     """PURCHASE: the order value (>= 0)."""
     channel: _builtins.str
-    """UNSUBSCRIBED, CONSENT_GRANTED, CONSENT_WITHDRAWN: the channel."""
+    """UNSUBSCRIBED, CONSENT_GRANTED, CONSENT_WITHDRAWN, RESUBSCRIBED: the channel."""
     decision_id: _builtins.str
-    """DELIVERED, OPENED, CLICKED: the decision whose message it was (NOT_FOUND if unknown).
+    """DELIVERED, OPENED, CLICKED, NOT_EXECUTED: the decision whose message it was (NOT_FOUND if
+    unknown).
     Optional for other types, and only recorded: a purchase counts for every decision whose
     attribution window holds its time; to credit one decision, use ReportOutcome with a value.
     """
@@ -730,7 +858,9 @@ class ReportEventResponse(_message.Message):
     DUPLICATE_FIELD_NUMBER: _builtins.int
     DECISIONS_ATTRIBUTED_FIELD_NUMBER: _builtins.int
     duplicate: _builtins.bool
-    """True when the event id had been seen before; nothing changed."""
+    """True when the same event (customer_id, event_id, same content) had been applied before;
+    nothing changed.
+    """
     decisions_attributed: _builtins.int
     """Open decisions this event was attributed to (purchases and unsubscribes)."""
     def __init__(
@@ -844,21 +974,44 @@ class GetDecisionResponse(_message.Message):
     REWARD_FIELD_NUMBER: _builtins.int
     CLOSED_TIME_FIELD_NUMBER: _builtins.int
     LEARNED_FIELD_NUMBER: _builtins.int
+    ACTIVATION_FIELD_NUMBER: _builtins.int
+    DELIVERED_TIME_FIELD_NUMBER: _builtins.int
+    OPENED_TIME_FIELD_NUMBER: _builtins.int
+    CLICKED_TIME_FIELD_NUMBER: _builtins.int
+    REPORTED_VALUES_FIELD_NUMBER: _builtins.int
+    REPORTED_VALUE_FIELD_NUMBER: _builtins.int
+    NOT_EXECUTED_TIME_FIELD_NUMBER: _builtins.int
     status: Global___DecisionStatus.ValueType
     attributed_value: _builtins.float
-    """Sum of purchase values and reported values attributed so far."""
+    """Sum of purchase values and reported values attributed so far (what the reward is formed from)."""
     attributed_purchases: _builtins.int
-    """Number of purchases attributed so far."""
+    """Number of purchases attributed so far (PURCHASE events inside the window)."""
     unsubscribes: _builtins.int
     """Unsubscribes from the decision's channel inside its window."""
     reward: _builtins.float
     """Set once closed."""
     learned: _builtins.bool
     """True once the deciding policy has learned from the reward (policies that learn only)."""
+    activation: Global___Activation.ValueType
+    reported_values: _builtins.int
+    """Values reported with ReportOutcome (count and sum; part of attributed_value)."""
+    reported_value: _builtins.float
     @_builtins.property
     def decision(self) -> Global___Decision: ...
     @_builtins.property
     def closed_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def delivered_time(self) -> _timestamp_pb2.Timestamp:
+        """First DELIVERED / OPENED / CLICKED reported for the decision; unset if none."""
+
+    @_builtins.property
+    def opened_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def clicked_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def not_executed_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was taken back (NOT_EXECUTED, or closed without activation); unset otherwise."""
+
     def __init__(
         self,
         *,
@@ -870,10 +1023,17 @@ class GetDecisionResponse(_message.Message):
         reward: _builtins.float | None = ...,
         closed_time: _timestamp_pb2.Timestamp | None = ...,
         learned: _builtins.bool = ...,
+        activation: Global___Activation.ValueType = ...,
+        delivered_time: _timestamp_pb2.Timestamp | None = ...,
+        opened_time: _timestamp_pb2.Timestamp | None = ...,
+        clicked_time: _timestamp_pb2.Timestamp | None = ...,
+        reported_values: _builtins.int = ...,
+        reported_value: _builtins.float = ...,
+        not_executed_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_reward", b"_reward", "closed_time", b"closed_time", "decision", b"decision", "reward", b"reward"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reward", b"_reward", "clicked_time", b"clicked_time", "closed_time", b"closed_time", "decision", b"decision", "delivered_time", b"delivered_time", "not_executed_time", b"not_executed_time", "opened_time", b"opened_time", "reward", b"reward"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reward", b"_reward", "attributed_purchases", b"attributed_purchases", "attributed_value", b"attributed_value", "closed_time", b"closed_time", "decision", b"decision", "learned", b"learned", "reward", b"reward", "status", b"status", "unsubscribes", b"unsubscribes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reward", b"_reward", "activation", b"activation", "attributed_purchases", b"attributed_purchases", "attributed_value", b"attributed_value", "clicked_time", b"clicked_time", "closed_time", b"closed_time", "decision", b"decision", "delivered_time", b"delivered_time", "learned", b"learned", "not_executed_time", b"not_executed_time", "opened_time", b"opened_time", "reported_value", b"reported_value", "reported_values", b"reported_values", "reward", b"reward", "status", b"status", "unsubscribes", b"unsubscribes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__reward: _TypeAlias = _typing.Literal["reward"]  # noqa: Y015
     _WhichOneofArgType__reward: _TypeAlias = _typing.Literal["_reward", b"_reward"]  # noqa: Y015
@@ -950,7 +1110,10 @@ class TouchpointInfo(_message.Message):
     max_per_customer: _builtins.int
     """0 = no limit."""
     min_day: _builtins.int
-    """Days after the first purchase during which it may be sent; max -1 = no end."""
+    """Lifecycle days after the first purchase during which it may be sent; max -1 = no end. Every
+    touchpoint is bound to the first purchase: for a customer with no known first purchase none
+    is eligible (LIFECYCLE_WINDOW), only "no contact".
+    """
     max_day: _builtins.int
     requires_occasion: _builtins.bool
     def __init__(
@@ -1002,7 +1165,7 @@ class ChainStep(_message.Message):
     TOUCHPOINT_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
     day: _builtins.int
-    """Days after the first purchase."""
+    """Lifecycle day after the first purchase (see chain_catch_up_days)."""
     touchpoint: _builtins.str
     @_builtins.property
     def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -1052,6 +1215,168 @@ class Arm(_message.Message):
 Global___Arm: _TypeAlias = Arm  # noqa: Y015
 
 @_typing.final
+class Limits(_message.Message):
+    """Every limit the server checks at its edge (engine config [limits]); see the Conventions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_BATCH_FIELD_NUMBER: _builtins.int
+    MAX_EVENTS_FIELD_NUMBER: _builtins.int
+    MAX_ID_LENGTH_FIELD_NUMBER: _builtins.int
+    MAX_FEATURES_FIELD_NUMBER: _builtins.int
+    MAX_FEATURE_NAME_LENGTH_FIELD_NUMBER: _builtins.int
+    MAX_FEATURE_VALUE_LENGTH_FIELD_NUMBER: _builtins.int
+    MAX_CANDIDATES_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_VALUE_FIELD_NUMBER: _builtins.int
+    MAX_ABS_REWARD_FIELD_NUMBER: _builtins.int
+    MAX_ABS_FEATURE_FIELD_NUMBER: _builtins.int
+    MAX_STREAMS_FIELD_NUMBER: _builtins.int
+    MAX_STREAMS_PER_CONNECTION_FIELD_NUMBER: _builtins.int
+    MAX_CALLS_PER_CONNECTION_FIELD_NUMBER: _builtins.int
+    STREAM_IDLE_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_RPCS_FIELD_NUMBER: _builtins.int
+    max_batch: _builtins.int
+    """Requests per DecideStream message, events per ReportEvents call."""
+    max_events: _builtins.int
+    max_id_length: _builtins.int
+    """Characters of an id: customer_id, decision_id, event_id, outcome_id, request_id."""
+    max_features: _builtins.int
+    """Extra features per request (numeric and categorical together), characters of a feature
+    name, characters of a categorical value.
+    """
+    max_feature_name_length: _builtins.int
+    max_feature_value_length: _builtins.int
+    max_candidates: _builtins.int
+    """Candidates per request."""
+    max_message_bytes: _builtins.int
+    """Bytes of one message, either way."""
+    max_value: _builtins.float
+    """Purchase and reported values lie in [0, max_value]; reported rewards in [-max_abs_reward,
+    max_abs_reward]; extra numeric features in [-max_abs_feature, max_abs_feature].
+    """
+    max_abs_reward: _builtins.float
+    max_abs_feature: _builtins.float
+    max_streams: _builtins.int
+    """Fair sharing: streams open in total and per connection, calls running per connection
+    (UNAVAILABLE beyond), seconds a stream may wait for its client.
+    """
+    max_streams_per_connection: _builtins.int
+    max_calls_per_connection: _builtins.int
+    stream_idle_seconds: _builtins.float
+    max_concurrent_rpcs: _builtins.int
+    """gRPC's cap on calls open at once (RESOURCE_EXHAUSTED "Concurrent RPC limit exceeded")."""
+    def __init__(
+        self,
+        *,
+        max_batch: _builtins.int = ...,
+        max_events: _builtins.int = ...,
+        max_id_length: _builtins.int = ...,
+        max_features: _builtins.int = ...,
+        max_feature_name_length: _builtins.int = ...,
+        max_feature_value_length: _builtins.int = ...,
+        max_candidates: _builtins.int = ...,
+        max_message_bytes: _builtins.int = ...,
+        max_value: _builtins.float = ...,
+        max_abs_reward: _builtins.float = ...,
+        max_abs_feature: _builtins.float = ...,
+        max_streams: _builtins.int = ...,
+        max_streams_per_connection: _builtins.int = ...,
+        max_calls_per_connection: _builtins.int = ...,
+        stream_idle_seconds: _builtins.float = ...,
+        max_concurrent_rpcs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_abs_feature", b"max_abs_feature", "max_abs_reward", b"max_abs_reward", "max_batch", b"max_batch", "max_calls_per_connection", b"max_calls_per_connection", "max_candidates", b"max_candidates", "max_concurrent_rpcs", b"max_concurrent_rpcs", "max_events", b"max_events", "max_feature_name_length", b"max_feature_name_length", "max_feature_value_length", b"max_feature_value_length", "max_features", b"max_features", "max_id_length", b"max_id_length", "max_message_bytes", b"max_message_bytes", "max_streams", b"max_streams", "max_streams_per_connection", b"max_streams_per_connection", "max_value", b"max_value", "stream_idle_seconds", b"stream_idle_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Limits: _TypeAlias = Limits  # noqa: Y015
+
+@_typing.final
+class RewardRules(_message.Message):
+    """How rewards are formed (engine config [rewards]): reward = margin_rate * attributed_value
+    (no_outcome_reward when nothing was attributed) - cost - unsubscribe_penalty * unsubscribes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTRIBUTION_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    ALLOWED_LATENESS_HOURS_FIELD_NUMBER: _builtins.int
+    MARGIN_RATE_FIELD_NUMBER: _builtins.int
+    NO_OUTCOME_REWARD_FIELD_NUMBER: _builtins.int
+    UNSUBSCRIBE_PENALTY_FIELD_NUMBER: _builtins.int
+    attribution_window_days: _builtins.float
+    allowed_lateness_hours: _builtins.float
+    """A window closes when event time passes its end plus this; later events are not attributed."""
+    margin_rate: _builtins.float
+    no_outcome_reward: _builtins.float
+    unsubscribe_penalty: _builtins.float
+    def __init__(
+        self,
+        *,
+        attribution_window_days: _builtins.float = ...,
+        allowed_lateness_hours: _builtins.float = ...,
+        margin_rate: _builtins.float = ...,
+        no_outcome_reward: _builtins.float = ...,
+        unsubscribe_penalty: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_lateness_hours", b"allowed_lateness_hours", "attribution_window_days", b"attribution_window_days", "margin_rate", b"margin_rate", "no_outcome_reward", b"no_outcome_reward", "unsubscribe_penalty", b"unsubscribe_penalty"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RewardRules: _TypeAlias = RewardRules  # noqa: Y015
+
+@_typing.final
+class TimeRules(_message.Message):
+    """Which times the server accepts and how it counts days (engine config [time])."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    MAX_AHEAD_SECONDS_FIELD_NUMBER: _builtins.int
+    EARLIEST_FIELD_NUMBER: _builtins.int
+    LATEST_WINDOW_END_FIELD_NUMBER: _builtins.int
+    ZONE_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_DAYS_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    """"live": a time may lie at most max_ahead_seconds after the server's clock; "replay": free."""
+    max_ahead_seconds: _builtins.float
+    zone: _builtins.str
+    """The shop's IANA time zone, and how lifecycle days are counted: "calendar" (calendar days in
+    that zone) or "elapsed" (24-hour periods since the first purchase).
+    """
+    lifecycle_days: _builtins.str
+    @_builtins.property
+    def earliest(self) -> _timestamp_pb2.Timestamp:
+        """Times before this are refused; a time whose attribution window would end after
+        latest_window_end is refused.
+        """
+
+    @_builtins.property
+    def latest_window_end(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        mode: _builtins.str = ...,
+        max_ahead_seconds: _builtins.float = ...,
+        earliest: _timestamp_pb2.Timestamp | None = ...,
+        latest_window_end: _timestamp_pb2.Timestamp | None = ...,
+        zone: _builtins.str = ...,
+        lifecycle_days: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["earliest", b"earliest", "latest_window_end", b"latest_window_end"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["earliest", b"earliest", "latest_window_end", b"latest_window_end", "lifecycle_days", b"lifecycle_days", "max_ahead_seconds", b"max_ahead_seconds", "mode", b"mode", "zone", b"zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeRules: _TypeAlias = TimeRules  # noqa: Y015
+
+@_typing.final
 class GetCatalogResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1065,6 +1390,10 @@ class GetCatalogResponse(_message.Message):
     EXPERIMENT_FIELD_NUMBER: _builtins.int
     ARMS_FIELD_NUMBER: _builtins.int
     ATTRIBUTION_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    REWARDS_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    CHAIN_CATCH_UP_DAYS_FIELD_NUMBER: _builtins.int
     max_contacts_per_7d: _builtins.int
     """Caps over all channels; 0 = no cap."""
     max_contacts_per_30d: _builtins.int
@@ -1072,6 +1401,11 @@ class GetCatalogResponse(_message.Message):
     """An occasion is due when days_to_occasion is between 0 and this."""
     experiment: _builtins.str
     attribution_window_days: _builtins.float
+    """Same as rewards.attribution_window_days."""
+    chain_catch_up_days: _builtins.int
+    """A chain step that could not fire on its day (the customer was not asked, or none of its
+    channels was eligible) fires at the next decision up to this many days later, never twice.
+    """
     @_builtins.property
     def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelInfo]: ...
     @_builtins.property
@@ -1084,6 +1418,12 @@ class GetCatalogResponse(_message.Message):
     def chain(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChainStep]: ...
     @_builtins.property
     def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___Arm]: ...
+    @_builtins.property
+    def limits(self) -> Global___Limits: ...
+    @_builtins.property
+    def rewards(self) -> Global___RewardRules: ...
+    @_builtins.property
+    def time(self) -> Global___TimeRules: ...
     def __init__(
         self,
         *,
@@ -1097,10 +1437,14 @@ class GetCatalogResponse(_message.Message):
         experiment: _builtins.str = ...,
         arms: _abc.Iterable[Global___Arm] | None = ...,
         attribution_window_days: _builtins.float = ...,
+        limits: Global___Limits | None = ...,
+        rewards: Global___RewardRules | None = ...,
+        time: Global___TimeRules | None = ...,
+        chain_catch_up_days: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "rewards", b"rewards", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "arms", b"arms", "attribution_window_days", b"attribution_window_days", "chain", b"chain", "channels", b"channels", "experiment", b"experiment", "max_contacts_per_30d", b"max_contacts_per_30d", "max_contacts_per_7d", b"max_contacts_per_7d", "occasion_lead_days", b"occasion_lead_days", "touchpoints", b"touchpoints"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "arms", b"arms", "attribution_window_days", b"attribution_window_days", "chain", b"chain", "chain_catch_up_days", b"chain_catch_up_days", "channels", b"channels", "experiment", b"experiment", "limits", b"limits", "max_contacts_per_30d", b"max_contacts_per_30d", "max_contacts_per_7d", b"max_contacts_per_7d", "occasion_lead_days", b"occasion_lead_days", "rewards", b"rewards", "time", b"time", "touchpoints", b"touchpoints"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -123,7 +123,8 @@ class DecisionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCatalog(self, request, context):
-        """The server's catalog, contact rules and experiment: what a client may ask for.
+        """The server's catalog, contact rules, experiment, limits, reward rules and time rules: what a
+        client may ask for and how the server will judge it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

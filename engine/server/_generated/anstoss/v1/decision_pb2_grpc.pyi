@@ -7,7 +7,9 @@ Conventions
 - Times are event times (when the thing happened at the caller), not arrival times. They drive
   contact caps, minimum gaps and attribution windows, so a backfill or a simulation replays
   history like live traffic. Every request that carries a time requires it: a valid Timestamp
-  (nanos in 0..999,999,999; they are accepted and dropped, times are kept in whole seconds),
+  (nanos in 0..999,999,999). Times are kept in whole seconds: nanos are accepted and dropped
+  (rounded down), so every time the service returns has nanos 0 and two times in the same
+  second count as simultaneous (an event in the second of a decision falls in its window),
   not before 2000-01-01 (time.earliest: an unset Timestamp reads as 1970), and early enough
   that its attribution window ends by 9999-12-31. In live mode (the default) a time may lie at
   most 600 s (time.max_ahead_seconds) after the server's wall clock, so no client can move
@@ -17,13 +19,25 @@ Conventions
   knows when it decides, so send history in time order.
 - Touchpoints and channels are names from the server's catalog (see GetCatalog). An Action with
   an empty touchpoint and an empty channel means "no contact".
+- Lifecycle days ("day N after the first purchase": touchpoint windows, the chain) are calendar
+  days in the shop's time zone by default (time.zone, e.g. Europe/Berlin): a first purchase at
+  23:00 and a request at 08:00 the next morning is day 1. With time.lifecycle_days = "elapsed"
+  they are whole 24-hour periods since the first purchase instead. GetCatalog says which.
+- Contacts: a decision that contacts someone counts against caps, minimum gaps and touchpoint
+  limits from its time on (immediate activation, the default) or, with
+  DecideRequest.defer_activation, only from the time a DELIVERED event reports it sent. A
+  NOT_EXECUTED event takes a decision back: it no longer counts as a contact and is not
+  learned from (it stays in the log). See Activation.
 - Money is in the deployment's currency (euros by default) as a double. Purchase and reported
   values lie in [0, 1e6] (limits.max_value), reported rewards in [-1e4, 1e4]
   (limits.max_abs_reward), extra numeric features in [-1e6, 1e6] (limits.max_abs_feature).
 - Errors: INVALID_ARGUMENT names the offending field ("requests[3].context.numeric['age']: ...");
-  NOT_FOUND for an unknown decision id; RESOURCE_EXHAUSTED for requests over a size limit (and,
+  NOT_FOUND for an unknown decision id; ALREADY_EXISTS for an idempotency key (event_id,
+  request_id) used before with a different content; RESOURCE_EXHAUSTED for requests over a
+  size limit (and,
   from gRPC itself, "Concurrent RPC limit exceeded" beyond limits.max_concurrent_rpcs open
-  calls); FAILED_PRECONDITION for an outcome that can no longer be applied; UNAVAILABLE when the
+  calls); FAILED_PRECONDITION for an outcome or event that can no longer be applied to its
+  decision (closed, or taken back); UNAVAILABLE when the
   server sheds the call (more than limits.max_calls_per_connection calls running on one
   connection, more than limits.max_streams streams open, or limits.max_streams_per_connection
   on one connection) or its storage cannot write (e.g. a full disk): nothing of the call was
@@ -82,7 +96,9 @@ class DecisionServiceStub:
     GetDecision: _grpc.UnaryUnaryMultiCallable[_decision_pb2.GetDecisionRequest, _decision_pb2.GetDecisionResponse]
     """Read one logged decision with the state of its reward."""
     GetCatalog: _grpc.UnaryUnaryMultiCallable[_decision_pb2.GetCatalogRequest, _decision_pb2.GetCatalogResponse]
-    """The server's catalog, contact rules and experiment: what a client may ask for."""
+    """The server's catalog, contact rules, experiment, limits, reward rules and time rules: what a
+    client may ask for and how the server will judge it.
+    """
 
 @_typing.type_check_only
 class DecisionServiceAsyncStub(DecisionServiceStub):
@@ -108,7 +124,9 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     GetDecision: _aio.UnaryUnaryMultiCallable[_decision_pb2.GetDecisionRequest, _decision_pb2.GetDecisionResponse]  # type: ignore[assignment]
     """Read one logged decision with the state of its reward."""
     GetCatalog: _aio.UnaryUnaryMultiCallable[_decision_pb2.GetCatalogRequest, _decision_pb2.GetCatalogResponse]  # type: ignore[assignment]
-    """The server's catalog, contact rules and experiment: what a client may ask for."""
+    """The server's catalog, contact rules, experiment, limits, reward rules and time rules: what a
+    client may ask for and how the server will judge it.
+    """
 
 class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -173,6 +191,8 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _decision_pb2.GetCatalogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_decision_pb2.GetCatalogResponse, _abc.Awaitable[_decision_pb2.GetCatalogResponse]]:
-        """The server's catalog, contact rules and experiment: what a client may ask for."""
+        """The server's catalog, contact rules, experiment, limits, reward rules and time rules: what a
+        client may ask for and how the server will judge it.
+        """
 
 def add_DecisionServiceServicer_to_server(servicer: DecisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
