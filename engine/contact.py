@@ -20,7 +20,6 @@ from engine.state import (
     NO_TIME,
     PERMISSION_GRANTED,
     PERMISSION_NONE,
-    PERMISSION_UNSUBSCRIBED,
     CustomerStates,
 )
 from engine.timeutil import DAY
@@ -87,7 +86,7 @@ class ContactPolicy:
         consent = (perm == PERMISSION_GRANTED) | (
             (perm == PERMISSION_NONE) & self._default_consent[None, :]
         )
-        unsubscribed = perm == PERMISSION_UNSUBSCRIBED
+        unsubscribed = states.unsubscribed
         shipment_ok = (days == 0) & (states.last_contact_time == NO_TIME)
         first_shipment_bad = self._first_shipment[None, :] & ~shipment_ok
         gap_bad = (states.last_contact_time != NO_TIME) & (

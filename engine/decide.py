@@ -20,13 +20,20 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from engine.config import EngineConfig
 from engine.contact import ContactPolicy
-from engine.decisions import ClosedDecisions, DecisionBatch, DecisionRecord, occurrence_rounds
-from engine.errors import AnstossError, ModelError, PartialUpdate
+from engine.decisions import (
+    ACTIVATION_ACTIVE,
+    ClosedDecisions,
+    DecisionBatch,
+    DecisionRecord,
+    occurrence_rounds,
+)
+from engine.errors import AnstossError, Conflict, ModelError, PartialUpdate, UnknownDecision, shown
 from engine.features import build_features
 from engine.hashing import decision_draws, string_keys
 from engine.policy import BanditPolicy, Policy, make_policy
@@ -36,6 +43,17 @@ from engine.store.base import Checkpoint, LogContext, OutcomeApplied, Store
 log = logging.getLogger("anstoss.engine")
 MAX_ATTEMPTS = 3  # a closed decision whose update fails this often is recorded as unlearned
 REPLAY_BUDGETS = 5  # an arm behind replays at most this many close budgets of rows per call
+
+
+@dataclass
+class Decided:
+    """The answer to a batch of decide requests, by request row: new decisions (logged now, in
+    the order of `fresh`), decisions logged before for the same request id, refused rows."""
+
+    decisions: DecisionBatch | None  # None when no row needed a new decision
+    fresh: list[int]
+    replayed: dict[int, DecisionRecord]
+    refused: dict[int, AnstossError]
 
 
 class PolicyError(AnstossError):
@@ -86,7 +104,70 @@ class DecisionEngine:
     # -- deciding ---------------------------------------------------------------------------
 
     def decide(self, batch: DecideBatch) -> DecisionBatch:
-        """Decide for every request of the batch; the decisions are logged when this returns."""
+        """Decide for every request of the batch; the decisions are logged when this returns.
+        Requests with a request id a decision was logged for are answered by `decide_requests`
+        only (this raises ValueError for them)."""
+        decided = self.decide_requests(batch)
+        if decided.replayed or decided.refused or decided.decisions is None:
+            raise ValueError("requests repeat request ids: use decide_requests")
+        return decided.decisions
+
+    def decide_requests(self, batch: DecideBatch) -> Decided:
+        """Decide, with idempotency: a request whose (customer, request id) was decided before
+        (also earlier in the batch) gets that decision back and logs nothing; the same key
+        with a different time, candidates or deferral is refused (Conflict)."""
+        with self._lock:
+            request_ids = batch.request_ids
+            if not request_ids or not any(request_ids):
+                return Decided(self._decide_all(batch), list(range(len(batch))), {}, {})
+            fingerprints = batch.fingerprints()
+            keyed = [i for i, r in enumerate(request_ids) if r]
+            logged = self.store.find_requests(
+                [batch.customer_ids[i] for i in keyed], [request_ids[i] for i in keyed]
+            )
+            fresh: list[int] = []
+            earlier: dict[tuple[str, str], int] = {}
+            again: dict[int, str | int] = {}  # row -> logged decision id, or earlier row
+            refused: dict[int, AnstossError] = {}
+            for i, request_id in enumerate(request_ids):
+                if not request_id:
+                    fresh.append(i)
+                    continue
+                key = (batch.customer_ids[i], request_id)
+                previous: str | int
+                if key in logged:
+                    decision_id, fingerprint = logged[key]
+                    same, previous = fingerprint == fingerprints[i], decision_id
+                elif key in earlier:
+                    j = earlier[key]
+                    same, previous = fingerprints[j] == fingerprints[i], j
+                else:
+                    earlier[key] = i
+                    fresh.append(i)
+                    continue
+                if same:
+                    again[i] = previous
+                else:
+                    refused[i] = Conflict(
+                        "request_id",
+                        f"{shown(request_id)} was used for another request of this customer"
+                        " (a different time, candidates or defer_activation); nothing was decided",
+                    )
+            decisions = self._decide_all(batch.take(np.array(fresh))) if fresh else None
+            replayed: dict[int, DecisionRecord] = {}
+            for i, earlier_row in again.items():
+                if isinstance(earlier_row, int):
+                    assert decisions is not None and decisions.decision_ids is not None
+                    decision_id = decisions.decision_ids[fresh.index(earlier_row)]
+                else:
+                    decision_id = earlier_row
+                record = self.store.get_decision(decision_id)
+                if record is None:  # cannot happen: the store handed out the id
+                    raise UnknownDecision(decision_id)
+                replayed[i] = record
+            return Decided(decisions, fresh, replayed, refused)
+
+    def _decide_all(self, batch: DecideBatch) -> DecisionBatch:
         with self._lock:
             n = len(batch)
             if n:
@@ -135,6 +216,9 @@ class DecisionEngine:
             probabilities=probabilities,
             chosen=chosen,
             window_end=batch.times + self.config.rewards.window_seconds,
+            request_ids=batch.request_ids,
+            fingerprints=batch.fingerprints() if batch.request_ids is not None else None,
+            deferred=batch.defer,
         )
         self.store.log_decisions(decisions, self._log_context)
         return decisions
@@ -383,7 +467,11 @@ class DecisionEngine:
             if record.arm not in self._learned_seq:
                 return record, False
             policy = self.policies[self._arm_index(record.arm)]
-            learned = record.close_seq <= self._learned_seq[record.arm] and not record.unlearned
+            learned = (
+                record.close_seq <= self._learned_seq[record.arm]
+                and not record.unlearned
+                and record.activation == ACTIVATION_ACTIVE  # not executed: never learned
+            )
             return record, policy.learns and learned
 
     def model_versions(self) -> dict[str, str]:

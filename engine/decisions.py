@@ -12,6 +12,12 @@ from engine.features import FeatureBatch
 
 STATUS_OPEN = 1
 STATUS_CLOSED = 2
+# Whether a decision counts as a contact (protobuf Activation): active from its time (or from
+# its delivery when deferred); pending until a deferred decision is delivered; not executed
+# when taken back or never delivered before its window closed (never learned from).
+ACTIVATION_ACTIVE = 1
+ACTIVATION_PENDING = 2
+ACTIVATION_NOT_EXECUTED = 3
 NOT_CANDIDATE = 255  # engine.contact.Rule.NOT_CANDIDATE: not offered by the caller
 
 
@@ -56,6 +62,9 @@ class DecisionBatch:
     probabilities: np.ndarray  # (n, A) float64, 0 outside the eligible set
     chosen: np.ndarray  # (n,) int64 action index
     window_end: np.ndarray  # (n,) int64
+    request_ids: list[str] | None = None  # per row, "" = none; None = no row has one
+    fingerprints: list[str] | None = None  # per row when request_ids is set
+    deferred: np.ndarray | None = None  # (n,) bool; None = none deferred
     seq: np.ndarray | None = None
     id_prefix: str | None = None
     _ids: list[str] | None = field(default=None, repr=False)
@@ -101,6 +110,17 @@ class DecisionBatch:
     def probability(self) -> np.ndarray:
         return self.probabilities[np.arange(len(self)), self.chosen]
 
+    def deferred_rows(self) -> np.ndarray:
+        """(n,) bool: deferred activation."""
+        if self.deferred is None:
+            return np.zeros(len(self), dtype=bool)
+        return self.deferred
+
+    def activation(self) -> np.ndarray:
+        """(n,) int8: the activation each row is logged with (pending: deferred contacts)."""
+        pending = self.deferred_rows() & (self.chosen != 0)
+        return np.where(pending, ACTIVATION_PENDING, ACTIVATION_ACTIVE).astype(np.int8)
+
     @staticmethod
     def merge(parts: list[tuple[np.ndarray, DecisionBatch]], n: int) -> DecisionBatch:
         """One batch of n rows from parts that hold the rows at the given positions."""
@@ -135,6 +155,8 @@ class DecisionBatch:
             if has_extra_cat
             else None,
         )
+        has_requests = any(p.request_ids is not None for _, p in parts)
+        has_deferred = any(p.deferred is not None for _, p in parts)
         merged = DecisionBatch(
             customer_ids=listed(lambda p: p.customer_ids),
             times=column("times"),
@@ -145,6 +167,11 @@ class DecisionBatch:
             probabilities=column("probabilities"),
             chosen=column("chosen"),
             window_end=column("window_end"),
+            request_ids=listed(lambda p: p.request_ids or [""] * len(p)) if has_requests else None,
+            fingerprints=listed(lambda p: p.fingerprints or [""] * len(p))
+            if has_requests
+            else None,
+            deferred=place(lambda p: p.deferred_rows()) if has_deferred else None,
             id_prefix=first.id_prefix,
         )
         if all(p.seq is not None for _, p in parts):
@@ -228,3 +255,12 @@ class DecisionRecord:
     close_seq: int | None
     closed_time: int | None
     unlearned: str | None = None  # why a learning arm could not learn from it
+    request_id: str = ""
+    deferred: bool = False
+    activation: int = ACTIVATION_ACTIVE
+    delivered_time: int | None = None
+    opened_time: int | None = None
+    clicked_time: int | None = None
+    not_executed_time: int | None = None
+    reported_values: int = 0  # values reported with ReportOutcome (in attributed_value)
+    reported_value: float = 0.0

@@ -57,6 +57,37 @@ class OutcomeRejected(AnstossError):
             "decision_id", f"decision {decision_id} is closed ({fixed}); it takes no more outcomes"
         )
 
+    @classmethod
+    def inactive(cls, decision_id: str, activation: int) -> OutcomeRejected:
+        state = (
+            "deferred and not delivered yet: report DELIVERED first"
+            if activation == 2
+            else "taken back (not executed)"
+        )
+        return cls("decision_id", f"decision {decision_id} is {state}; it takes no reward")
+
+
+class Conflict(AnstossError):
+    """An idempotency key (event_id, request_id) was used before with a different content
+    (gRPC ALREADY_EXISTS); nothing was applied."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+def located(exc: AnstossError, prefix: str) -> AnstossError:
+    """The same error with its field placed inside a request ("time" -> "events[3].time")."""
+    field = getattr(exc, "field", None)
+    if not prefix or field is None:
+        return exc
+    if isinstance(exc, UnknownDecision):
+        return UnknownDecision(exc.decision_id, prefix + field)
+    if isinstance(exc, InvalidRequest | OutcomeRejected | Conflict):
+        return type(exc)(prefix + field, exc.problem)
+    return exc
+
 
 class ModelError(AnstossError):
     """A model cannot be loaded or does not fit the catalog."""

@@ -34,12 +34,21 @@ DECISION_COLUMNS: dict[str, str] = {
     "window_end": "end of the attribution window (UTC)",
     "status": "open or closed",
     "attributed_value": "purchase and reported values attributed so far",
-    "attributed_purchases": "number of attributed purchases and value outcomes",
+    "attributed_purchases": "number of attributed purchases (PURCHASE events)",
+    "reported_values": "number of values reported with ReportOutcome (part of attributed_value)",
+    "reported_value": "sum of the values reported with ReportOutcome",
     "unsubscribes": "unsubscribes from the decision's channel inside the window",
     "reward": "reward once closed (NaN while open)",
     "reward_source": "window (closed by time) or reported (ReportOutcome reward)",
     "close_seq": "order in which rewards were fixed (-1 while open)",
     "closed_time": "event time at which the reward was fixed (UTC)",
+    "request_id": "the request's idempotency key ('' = none)",
+    "deferred": "deferred activation: a contact only once delivered",
+    "activation": "active, pending (deferred, not delivered yet) or not_executed",
+    "delivered_time": "first DELIVERED reported (UTC)",
+    "opened_time": "first OPENED reported (UTC)",
+    "clicked_time": "first CLICKED reported (UTC)",
+    "not_executed_time": "when it was taken back or closed without activation (UTC)",
 }
 
 EVENT_COLUMNS: dict[str, str] = {
@@ -47,7 +56,8 @@ EVENT_COLUMNS: dict[str, str] = {
     "event_id": "idempotency key ('' = none)",
     "customer_id": "customer",
     "time": "event time (UTC)",
-    "type": "purchase, delivered, opened, clicked, unsubscribed, consent_granted, consent_withdrawn",
+    "type": "purchase, delivered, opened, clicked, unsubscribed, consent_granted,"
+    " consent_withdrawn, resubscribed, not_executed",
     "value": "purchase value",
     "channel": "channel of unsubscribes and consent changes",
     "decision_id": "decision the event refers to ('' = none)",
@@ -55,6 +65,11 @@ EVENT_COLUMNS: dict[str, str] = {
 
 EVENT_TYPE_NAMES = {int(t): t.name.lower() for t in EventType}
 STATUS_NAMES = {1: "open", 2: "closed"}
+ACTIVATION_NAMES = {1: "active", 2: "pending", 3: "not_executed"}
+_TIMES = (
+    "time", "window_end", "closed_time",
+    "delivered_time", "opened_time", "clicked_time", "not_executed_time",
+)  # fmt: skip
 
 
 def to_json(value: object) -> str:
@@ -72,9 +87,14 @@ def seconds_to_utc(values: np.ndarray | pd.Series) -> pd.Series:
 def finish_decisions(frame: pd.DataFrame) -> pd.DataFrame:
     """Types and column order of a decisions frame built from raw columns (times in seconds)."""
     frame = frame.copy()
-    for column in ("time", "window_end", "closed_time"):
+    for column in _TIMES:
         frame[column] = seconds_to_utc(frame[column])
     frame["status"] = frame["status"].map(STATUS_NAMES).astype("string")
+    frame["activation"] = frame["activation"].map(ACTIVATION_NAMES).astype("string")
+    frame["request_id"] = frame["request_id"].fillna("")
+    frame["deferred"] = frame["deferred"].astype(bool)
+    frame["reported_values"] = frame["reported_values"].astype("int64")
+    frame["reported_value"] = frame["reported_value"].astype("float64")
     frame["close_seq"] = frame["close_seq"].fillna(-1).astype("int64")
     frame["reward"] = frame["reward"].astype("float64")
     return frame[list(DECISION_COLUMNS)].reset_index(drop=True)

@@ -29,6 +29,8 @@ class DecideBatch:
     extra_numeric: list[dict[str, float]] | None = None
     extra_categorical: list[dict[str, str]] | None = None
     candidates: np.ndarray | None = None  # (n, A) bool; None = every action
+    request_ids: list[str] | None = None  # idempotency keys per customer, "" = none
+    defer: np.ndarray | None = None  # (n,) bool: deferred activation; None = none deferred
 
     def __post_init__(self) -> None:
         self.times = np.asarray(self.times, dtype=np.int64)
@@ -64,7 +66,19 @@ class DecideBatch:
             extra_numeric=cut(self.extra_numeric),
             extra_categorical=cut(self.extra_categorical),
             candidates=cut(self.candidates),
+            request_ids=cut(self.request_ids),
+            defer=cut(self.defer),
         )
+
+    def fingerprints(self) -> list[str]:
+        """Per row, what a retry of the request must repeat: time, deferral, candidates."""
+        defer = self.defer.tolist() if self.defer is not None else [False] * len(self)
+        times = self.times.tolist()
+        if self.candidates is None:
+            masks = [""] * len(self)
+        else:
+            masks = [np.packbits(row).tobytes().hex() for row in self.candidates]
+        return [f"{t}|{int(d)}|{m}" for t, d, m in zip(times, defer, masks, strict=True)]
 
 
 class EventType(enum.IntEnum):
@@ -77,11 +91,20 @@ class EventType(enum.IntEnum):
     UNSUBSCRIBED = 5
     CONSENT_GRANTED = 6
     CONSENT_WITHDRAWN = 7
+    RESUBSCRIBED = 8
+    NOT_EXECUTED = 9
 
 
 RESPONSE_EVENTS = frozenset({EventType.DELIVERED, EventType.OPENED, EventType.CLICKED})
+# Events about one decision (decision_id required, checked against the decision).
+DECISION_EVENTS = RESPONSE_EVENTS | {EventType.NOT_EXECUTED}
 CHANNEL_EVENTS = frozenset(
-    {EventType.UNSUBSCRIBED, EventType.CONSENT_GRANTED, EventType.CONSENT_WITHDRAWN}
+    {
+        EventType.UNSUBSCRIBED,
+        EventType.CONSENT_GRANTED,
+        EventType.CONSENT_WITHDRAWN,
+        EventType.RESUBSCRIBED,
+    }
 )
 
 

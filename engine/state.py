@@ -12,17 +12,19 @@ import numpy as np
 
 from engine.timeutil import DAY
 
-# Per-channel permission state; the latest event by time wins.
+# Per channel, two registers, each set by the latest event by time (the later to arrive on the
+# same time): consent (granted / withdrawn, e.g. a CRM's consent sync) and subscription (an
+# unsubscribe, undone only by an explicit re-subscription). A consent event never reopens a
+# channel the customer unsubscribed from.
 PERMISSION_NONE = 0  # nothing reported: the channel's default consent applies
 PERMISSION_GRANTED = 1
 PERMISSION_WITHDRAWN = 2
-PERMISSION_UNSUBSCRIBED = 3
 
 NO_TIME = -1  # "never" in time arrays
 
-# The permission state a channel event sets (EventType values: 5 unsubscribed, 6 consent
-# granted, 7 consent withdrawn).
-PERMISSION_OF_EVENT = {5: PERMISSION_UNSUBSCRIBED, 6: PERMISSION_GRANTED, 7: PERMISSION_WITHDRAWN}
+# EventType values: 5 unsubscribed, 6 consent granted, 7 consent withdrawn, 8 re-subscribed.
+PERMISSION_OF_EVENT = {6: PERMISSION_GRANTED, 7: PERMISSION_WITHDRAWN, 8: PERMISSION_GRANTED}
+UNSUBSCRIBED_OF_EVENT = {5: True, 8: False}
 
 
 @dataclass
@@ -37,11 +39,13 @@ class CustomerStates:
     purchases: np.ndarray  # (n,) int64, the first one included
     purchase_value: np.ndarray  # (n,) float64, all purchases
     last_purchase_time: np.ndarray  # (n,) int64
-    permission: np.ndarray  # (n, C) int8, PERMISSION_*
+    permission: np.ndarray  # (n, C) int8, PERMISSION_* (consent)
+    unsubscribed: np.ndarray  # (n, C) bool
     contacts_7d: np.ndarray  # (n, C) int64, contacts in (t - 7 days, t]
     contacts_30d: np.ndarray  # (n, C) int64, contacts in (t - 30 days, t]
     last_contact_time: np.ndarray  # (n, C) int64
-    touchpoint_sent: np.ndarray  # (n, T) int64, all-time count per touchpoint
+    touchpoint_sent: np.ndarray  # (n, T) int64, contacts per touchpoint up to t (all time)
+    last_touchpoint_time: np.ndarray  # (n, T) int64, latest contact per touchpoint up to t
 
     @classmethod
     def empty(
@@ -58,10 +62,12 @@ class CustomerStates:
             purchase_value=np.zeros(n),
             last_purchase_time=np.full(n, NO_TIME, dtype=np.int64),
             permission=np.zeros((n, n_channels), dtype=np.int8),
+            unsubscribed=np.zeros((n, n_channels), dtype=bool),
             contacts_7d=np.zeros((n, n_channels), dtype=np.int64),
             contacts_30d=np.zeros((n, n_channels), dtype=np.int64),
             last_contact_time=np.full((n, n_channels), NO_TIME, dtype=np.int64),
             touchpoint_sent=np.zeros((n, n_touchpoints), dtype=np.int64),
+            last_touchpoint_time=np.full((n, n_touchpoints), NO_TIME, dtype=np.int64),
         )
 
     def __len__(self) -> int:

@@ -126,8 +126,16 @@ class DecisionClient:
         when: datetime | int,
         context: pb.CustomerContext | None = None,
         candidates: Sequence[tuple[str, str]] = (),
+        request_id: str = "",
+        defer_activation: bool = False,
     ) -> pb.Decision:
-        request = pb.DecideRequest(customer_id=customer_id, time=timestamp(when), context=context)
+        request = pb.DecideRequest(
+            customer_id=customer_id,
+            time=timestamp(when),
+            context=context,
+            request_id=request_id,
+            defer_activation=defer_activation,
+        )
         for touchpoint, channel in candidates:
             request.candidates.add(touchpoint=touchpoint, channel=channel)
         return self.stub.Decide(request, timeout=self.timeout).decision

@@ -24,8 +24,8 @@ from engine.errors import InvalidRequest, LimitExceeded, shown
 from engine.experiment import Experiment
 from engine.requests import (
     CHANNEL_EVENTS,
+    DECISION_EVENTS,
     NO_OCCASION,
-    RESPONSE_EVENTS,
     DecideBatch,
     EventBatch,
     EventType,
@@ -128,6 +128,8 @@ class Converter:
         numeric: list[dict[str, float]] = []
         categorical: list[dict[str, str]] = []
         candidates: list[np.ndarray | None] = []
+        request_ids: list[str] = []
+        defer: list[bool] = []
         converted = Converted([], {})
         for pos, request in enumerate(requests):
             at = f"{item_field}[{pos}]." if item_field else ""
@@ -152,6 +154,8 @@ class Converter:
             numeric.append(row[2])
             categorical.append(row[3])
             candidates.append(row[4])
+            request_ids.append(row[5])
+            defer.append(request.defer_activation)
         mask = None
         if any(c is not None for c in candidates):
             mask = np.ones((len(ids), self.catalog.n_actions), dtype=bool)
@@ -169,12 +173,14 @@ class Converter:
             extra_numeric=numeric if any(numeric) else None,
             extra_categorical=categorical if any(categorical) else None,
             candidates=mask,
+            request_ids=request_ids if any(request_ids) else None,
+            defer=np.array(defer, dtype=bool) if any(defer) else None,
         )
         return batch, converted
 
     def _decide_row(
         self, request: pb.DecideRequest, at: str
-    ) -> tuple[str, int, dict[str, float], dict[str, str], np.ndarray | None]:
+    ) -> tuple[str, int, dict[str, float], dict[str, str], np.ndarray | None, str]:
         customer_id = request.customer_id
         if not customer_id.strip() or len(customer_id) > self.limits.max_id_length:
             self._id(customer_id, f"{at}customer_id")  # raises with the field's path
@@ -204,7 +210,9 @@ class Converter:
                 f"{len(numeric) + len(categorical)} extra features exceed the limit of "
                 f"{self.limits.max_features}",
             )
-        return customer_id, time, numeric, categorical, self._candidates(request.candidates, at)
+        request_id = self._id(request.request_id, f"{at}request_id", required=False)
+        candidates = self._candidates(request.candidates, at)
+        return customer_id, time, numeric, categorical, candidates, request_id
 
     def _features(self, values: Mapping[str, Any], field: str, numeric: bool) -> dict[str, Any]:
         count = len(values)
@@ -282,6 +290,8 @@ class Converter:
         chosen = batch.chosen.tolist()
         window_end = batch.window_end.tolist()
         times = batch.times.tolist()
+        request_ids = batch.request_ids or [""] * len(batch)
+        deferred = batch.deferred_rows().tolist()
         eligible = batch.eligible_actions()
         removed = batch.removed_actions()
         probabilities = batch.probabilities.tolist()
@@ -304,6 +314,8 @@ class Converter:
             decision.model_version = batch.model_version[i]
             decision.time.seconds = times[i]
             decision.attribution_window_end.seconds = window_end[i]
+            decision.request_id = request_ids[i]
+            decision.defer_activation = deferred[i]
             # Rows repeat a few patterns (the chain is deterministic, epsilon-greedy has two
             # probability values): serialise the eligible and removed lists once per pattern
             # and merge the bytes into each decision (the wire format appends repeated fields).
@@ -379,6 +391,8 @@ class Converter:
             policy=record.policy,
             model_version=record.model_version,
             attribution_window_end=Timestamp(seconds=record.window_end),
+            request_id=record.request_id,
+            defer_activation=record.deferred,
         )
 
     # -- events and outcomes ----------------------------------------------------------------
@@ -438,7 +452,7 @@ class Converter:
             channel = self.catalog.channel_index[event.channel]
         elif event.channel:
             raise InvalidRequest(f"{at}channel", f"{etype.name} events carry no channel")
-        if etype in RESPONSE_EVENTS and not decision_id:
+        if etype in DECISION_EVENTS and not decision_id:
             raise InvalidRequest(f"{at}decision_id", f"required for {etype.name}")
         return event_id, customer_id, time, int(etype), value, channel, decision_id
 

@@ -8,6 +8,7 @@ message of the method's type are the client's error (INVALID_ARGUMENT), not the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -15,10 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from engine.decide import DecisionEngine
 from engine.decisions import STATUS_CLOSED
 from engine.errors import (
+    AnstossError,
+    Conflict,
     InvalidRequest,
     LimitExceeded,
     OutcomeRejected,
@@ -26,13 +30,15 @@ from engine.errors import (
     StorageCorrupt,
     StorageUnavailable,
     UnknownDecision,
+    located,
 )
-from engine.requests import EventResult
+from engine.requests import DecideBatch, EventResult
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
 from engine.server.admission import Admission
 from engine.server.batching import Combiner
 from engine.server.convert import Converter
 from engine.timeguard import TimeGuard
+from engine.timeutil import MAX_SECONDS
 
 log = logging.getLogger("anstoss.server")
 _UNSET = AssertionError("request was neither decided nor rejected")
@@ -73,6 +79,8 @@ def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
         code = grpc.StatusCode.NOT_FOUND
     elif isinstance(exc, OutcomeRejected):
         code = grpc.StatusCode.FAILED_PRECONDITION
+    elif isinstance(exc, Conflict):
+        code = grpc.StatusCode.ALREADY_EXISTS
     elif isinstance(exc, Overloaded | StorageUnavailable):
         code = grpc.StatusCode.UNAVAILABLE
     elif isinstance(exc, StorageCorrupt):
@@ -141,10 +149,26 @@ class DecisionServicer:
             converted.errors.get(i) or _UNSET for i in range(len(requests))
         ]
         if len(batch):
-            decisions = self.convert.decisions(self.engine.decide(batch), self.engine.experiment)
-            for pos, decision in zip(converted.positions, decisions, strict=True):
-                out[pos] = decision
+            messages = [pb.Decision() for _ in range(len(batch))]
+            refused = self._decide_into(batch, messages)
+            for row, (pos, decision) in enumerate(zip(converted.positions, messages, strict=True)):
+                out[pos] = refused.get(row) or decision
         return out
+
+    def _decide_into(
+        self, batch: DecideBatch, messages: Sequence[pb.Decision]
+    ) -> dict[int, AnstossError]:
+        """Decide and fill one message per request row; returns the refused rows' errors."""
+        decided = self.engine.decide_requests(batch)
+        experiment = self.engine.experiment
+        if decided.decisions is not None:
+            self.convert.decisions(
+                decided.decisions, experiment, into=[messages[i] for i in decided.fresh]
+            )
+        for row, record in decided.replayed.items():
+            messages[row].CopyFrom(self.convert.record(record, experiment))
+            messages[row].duplicate = True
+        return dict(decided.refused)
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
@@ -202,11 +226,12 @@ class DecisionServicer:
         batch, converted = self.convert.decide_batch(message.requests, "requests")
         results = [reply.results.add() for _ in range(n)]
         if len(batch):
-            self.convert.decisions(
-                self.engine.decide(batch),
-                self.engine.experiment,
-                into=[results[pos].decision for pos in converted.positions],
+            refused = self._decide_into(
+                batch, [results[pos].decision for pos in converted.positions]
             )
+            for row, exc in refused.items():
+                pos = converted.positions[row]
+                results[pos].error.CopyFrom(_item_error(located(exc, f"requests[{pos}].")))
         for pos, exc in converted.errors.items():
             results[pos].error.CopyFrom(_item_error(exc))
         return reply
@@ -235,10 +260,8 @@ class DecisionServicer:
         if converted.errors:
             raise converted.errors[0]
         result = self.engine.report_events(batch)[0]
-        if isinstance(result, UnknownDecision):
-            raise UnknownDecision(result.decision_id, "event.decision_id")
-        if not isinstance(result, EventResult):
-            raise result
+        if isinstance(result, AnstossError):
+            raise located(result, "event.")
         return pb.ReportEventResponse(
             duplicate=result.duplicate, decisions_attributed=result.decisions_attributed
         )
@@ -261,13 +284,8 @@ class DecisionServicer:
             if isinstance(outcome, EventResult):
                 results[pos].ok.duplicate = outcome.duplicate
                 results[pos].ok.decisions_attributed = outcome.decisions_attributed
-            elif isinstance(outcome, UnknownDecision):
-                field = f"events[{pos}].decision_id"
-                results[pos].error.CopyFrom(
-                    _item_error(UnknownDecision(outcome.decision_id, field))
-                )
             else:
-                results[pos].error.CopyFrom(_item_error(outcome))
+                results[pos].error.CopyFrom(_item_error(located(outcome, f"events[{pos}].")))
         for pos, exc in converted.errors.items():
             results[pos].error.CopyFrom(_item_error(exc))
         return pb.ReportEventsResponse(results=results)
@@ -289,11 +307,17 @@ class DecisionServicer:
             attributed_purchases=record.attributed_purchases,
             unsubscribes=record.unsubscribes,
             learned=learned,
+            activation=pb.Activation.ValueType(record.activation),
+            reported_values=record.reported_values,
+            reported_value=record.reported_value,
         )
         if record.reward is not None:
             response.reward = record.reward
-        if record.closed_time is not None:
-            response.closed_time.seconds = record.closed_time
+        for name in ("closed_time", "delivered_time", "opened_time", "clicked_time",
+                     "not_executed_time"):  # fmt: skip
+            value = getattr(record, name)
+            if value is not None:
+                getattr(response, name).seconds = value
         return response
 
     def GetCatalog(
@@ -303,6 +327,7 @@ class DecisionServicer:
 
     def _get_catalog(self, request: pb.GetCatalogRequest) -> pb.GetCatalogResponse:
         cat = self.engine.catalog
+        rewards, timing = self.engine.config.rewards, self.engine.config.time
         versions = self.engine.model_versions()
         return pb.GetCatalogResponse(
             channels=[
@@ -347,7 +372,29 @@ class DecisionServicer:
                 for a in self.engine.experiment.arms
             ],
             attribution_window_days=self.engine.config.rewards.window_days,
+            limits=self._limits_message(),
+            rewards=pb.RewardRules(
+                attribution_window_days=rewards.window_days,
+                allowed_lateness_hours=rewards.lateness_hours,
+                margin_rate=rewards.margin_rate,
+                no_outcome_reward=rewards.no_outcome_reward,
+                unsubscribe_penalty=rewards.unsubscribe_penalty,
+            ),
+            time=pb.TimeRules(
+                mode=timing.mode,
+                max_ahead_seconds=timing.max_ahead_seconds,
+                earliest=Timestamp(seconds=timing.earliest),
+                latest_window_end=Timestamp(seconds=MAX_SECONDS),
+                zone=timing.zone,
+                lifecycle_days=timing.lifecycle_days,
+            ),
+            chain_catch_up_days=cat.chain_catch_up_days,
         )
+
+    def _limits_message(self) -> pb.Limits:
+        """Every field of the config's Limits, by name: a limit added to one and not the other
+        fails here (and in the test that compares them)."""
+        return pb.Limits(**dataclasses.asdict(self.limits))
 
 
 __all__ = ["DecisionServicer", "status_of"]

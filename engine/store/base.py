@@ -63,7 +63,10 @@ class Store(Protocol):
         self, events: EventBatch, rule: RewardRule
     ) -> list[EventResult | AnstossError]:
         """Apply events in order in one write; decisions due at the event time before the
-        call count as closed. Event time moves to the events' latest time if it commits."""
+        call count as closed. Event ids are scoped to the customer (engine/eventkeys.py),
+        events about a decision are checked and applied by engine/activation.py, consent and
+        subscription are two registers (engine/state.py). Event time moves to the events'
+        latest time if it commits."""
         ...
 
     def apply_outcome(self, outcome: Outcome, rule: RewardRule) -> OutcomeApplied:
@@ -104,6 +107,13 @@ class Store(Protocol):
         ...
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None: ...
+
+    def find_requests(
+        self, customer_ids: Sequence[str], request_ids: Sequence[str]
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        """Decisions logged for (customer, request id) pairs: pair -> (decision id, the
+        request's fingerprint, engine/requests.py)."""
+        ...
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
 

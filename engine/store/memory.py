@@ -15,10 +15,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from engine.activation import DecisionState, apply_decision_event
 from engine.attribution import attribute_batch, latest_per_group, purchase_totals
 from engine.catalog import Catalog
 from engine.contact import Rule
 from engine.decisions import (
+    ACTIVATION_ACTIVE,
+    ACTIVATION_NOT_EXECUTED,
     STATUS_CLOSED,
     STATUS_OPEN,
     ClosedDecisions,
@@ -28,6 +31,7 @@ from engine.decisions import (
     occurrence_rounds,
 )
 from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
+from engine.eventkeys import EventContent, content_of, deduplicate
 from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
 from engine.logschema import (
     DECISION_COLUMNS,
@@ -36,16 +40,18 @@ from engine.logschema import (
     finish_events,
     to_json,
 )
-from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
+from engine.requests import DECISION_EVENTS, EventBatch, EventResult, EventType, Outcome
 from engine.rewards import RewardRule, earlier_attribution
-from engine.state import NO_TIME, PERMISSION_OF_EVENT, CustomerStates
+from engine.state import NO_TIME, PERMISSION_OF_EVENT, UNSUBSCRIBED_OF_EVENT, CustomerStates
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
 from engine.store.columns import Columns, grow_cols, grow_rows
 from engine.timeutil import DAY
 
-_KEEP = 30 * DAY  # contact history needed by the rules
-_RESPONSE_CODES = [int(t) for t in RESPONSE_EVENTS]
-_DUPLICATE = EventResult(True, 0)
+# Contacts older than this before event time leave the per-customer ring for per-touchpoint
+# totals (the rules look back 30 days). Exact as long as no decision is asked for more than
+# that far behind event time (the simulator never is; the SQLite store is exact always).
+_KEEP = 30 * DAY
+_DECISION_EVENT_CODES = [int(t) for t in DECISION_EVENTS]
 _ATTRIBUTABLE = [int(EventType.PURCHASE), int(EventType.UNSUBSCRIBED)]
 
 
@@ -72,13 +78,20 @@ class MemoryStore:
                 "last_time": (np.int64, (), NO_TIME),
                 "permission": (np.int8, (n_channels,), 0),
                 "permission_time": (np.int64, (n_channels,), NO_TIME),
-                "tp_sent": (np.int64, (n_touchpoints,), 0),
+                "unsubscribed": (bool, (n_channels,), False),
+                "unsubscribed_time": (np.int64, (n_channels,), NO_TIME),
+                # contacts that left the ring: count and latest time per touchpoint
+                "tp_old": (np.int64, (n_touchpoints,), 0),
+                "tp_old_last": (np.int64, (n_touchpoints,), NO_TIME),
             }
         )
-        # Contact history of the last 30 days (ring per customer) and open decisions per
-        # customer; both widen when a customer needs more slots.
+        # Recent contacts (a ring per customer: contact time, channel, touchpoint, decision;
+        # decision -1 = free slot) and open decisions per customer; both widen when a customer
+        # needs more slots.
         self._ring_t = np.full((16, 4), NO_TIME, dtype=np.int64)
         self._ring_c = np.full((16, 4), -1, dtype=np.int64)
+        self._ring_p = np.full((16, 4), -1, dtype=np.int64)
+        self._ring_d = np.full((16, 4), -1, dtype=np.int64)
         self._open = np.full((16, 4), -1, dtype=np.int64)
         self._dec = Columns(
             {
@@ -100,6 +113,15 @@ class MemoryStore:
                 "reward_source": (object, (), ""),
                 "close_seq": (np.int64, (), -1),
                 "closed_time": (np.int64, (), NO_TIME),
+                "deferred": (bool, (), False),
+                "activation": (np.int8, (), ACTIVATION_ACTIVE),
+                "contact_time": (np.int64, (), NO_TIME),
+                "delivered_time": (np.int64, (), NO_TIME),
+                "opened_time": (np.int64, (), NO_TIME),
+                "clicked_time": (np.int64, (), NO_TIME),
+                "not_executed_time": (np.int64, (), NO_TIME),
+                "reported_values": (np.int64, (), 0),
+                "reported_value": (np.float64, (), 0.0),
             }
         )
         self._dec.reserve(expected_decisions)  # growing copies every column: size it up front
@@ -109,7 +131,8 @@ class MemoryStore:
         self._extras: dict[int, tuple[dict[str, float], dict[str, str]]] = {}
         self._context: LogContext | None = None
         self._events: list[tuple[EventBatch, np.ndarray]] = []  # applied rows per batch
-        self._event_ids: set[str] = set()
+        self._event_keys: dict[tuple[str, str], EventContent] = {}  # (customer, event id)
+        self._requests: dict[tuple[str, str], tuple[int, str]] = {}  # -> (seq, fingerprint)
         self._outcomes: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
         self._unlearned: dict[tuple[str, int], str] = {}
@@ -140,6 +163,8 @@ class MemoryStore:
                 size = max(self._cust.n, 2 * len(self._ring_t))
                 self._ring_t = grow_rows(self._ring_t, size, NO_TIME)
                 self._ring_c = grow_rows(self._ring_c, size, -1)
+                self._ring_p = grow_rows(self._ring_p, size, -1)
+                self._ring_d = grow_rows(self._ring_d, size, -1)
                 self._open = grow_rows(self._open, size, -1)
         self._last_ids, self._last_index = customer_ids, out
         return out
@@ -181,10 +206,10 @@ class MemoryStore:
         st.purchase_value[rows] = cust["value"][c]
         st.last_purchase_time[rows] = cust["last_time"][c]
         st.permission[rows] = cust["permission"][c]
-        st.touchpoint_sent[rows] = cust["tp_sent"][c]
-        ring_t, ring_c = self._ring_t[c], self._ring_c[c]
+        st.unsubscribed[rows] = cust["unsubscribed"][c]
+        ring_t, ring_c, ring_p = self._ring_t[c], self._ring_c[c], self._ring_p[c]
         t = st.times[rows][:, None]
-        past = ring_t <= t
+        past = (self._ring_d[c] >= 0) & (ring_t <= t)
         in7 = past & (ring_t > t - 7 * DAY)
         in30 = past & (ring_t > t - 30 * DAY)
         for ch in range(len(cat.channels)):
@@ -192,6 +217,13 @@ class MemoryStore:
             st.contacts_7d[rows, ch] = (on & in7).sum(axis=1)
             st.contacts_30d[rows, ch] = (on & in30).sum(axis=1)
             st.last_contact_time[rows, ch] = np.where(on & in30, ring_t, NO_TIME).max(axis=1)
+        sent, last = cust["tp_old"][c], cust["tp_old_last"][c]
+        for tp in range(len(cat.touchpoints)):
+            on = past & (ring_p == tp)
+            st.touchpoint_sent[rows, tp] = sent[:, tp] + on.sum(axis=1)
+            st.last_touchpoint_time[rows, tp] = np.maximum(
+                last[:, tp], np.where(on, ring_t, NO_TIME).max(axis=1)
+            )
         return st
 
     # -- decisions --------------------------------------------------------------------------
@@ -207,6 +239,8 @@ class MemoryStore:
                 self._versions.append(version)
         for i, version in enumerate(batch.model_version):
             vid[i] = self._version_of[version]
+        activation = batch.activation()
+        active_contact = (batch.chosen != 0) & (activation == ACTIVATION_ACTIVE)
         index = self._dec.append(
             customer=cust,
             time=batch.times,
@@ -218,7 +252,16 @@ class MemoryStore:
             rule=batch.rule,
             numeric=batch.features.numeric,
             categorical=batch.features.categorical,
+            deferred=batch.deferred_rows(),
+            activation=activation,
+            contact_time=np.where(active_contact, batch.times, NO_TIME),
         )
+        if batch.request_ids is not None:
+            fingerprints = batch.fingerprints or [""] * n
+            for i, request_id in enumerate(batch.request_ids):
+                if request_id:
+                    key = (batch.customer_ids[i], request_id)
+                    self._requests[key] = (int(index[i]) + 1, fingerprints[i])
         self._eligible_probs.append(batch.probabilities[batch.rule == 0])
         f = batch.features
         if f.extra_numeric is not None or f.extra_categorical is not None:
@@ -235,9 +278,9 @@ class MemoryStore:
         if n:
             earliest = int(batch.window_end.min())
             self._next_due = earliest if self._next_due is None else min(self._next_due, earliest)
-        contact = np.flatnonzero(batch.chosen != 0)
+        contact = np.flatnonzero(active_contact)
         if len(contact):
-            self._add_contacts(cust[contact], batch.times[contact], batch.chosen[contact])
+            self._add_contacts(cust[contact], batch.times[contact], index[contact])
 
     def _attribute_earlier_events(self, decisions: np.ndarray) -> None:
         """Purchases and unsubscribes that arrived before their decision (see SQLiteStore)."""
@@ -271,22 +314,51 @@ class MemoryStore:
                 free = self._open[c] < 0
             self._open[c, free.argmax(axis=1)] = decisions[rows]
 
-    def _add_contacts(self, cust: np.ndarray, times: np.ndarray, actions: np.ndarray) -> None:
+    def find_requests(
+        self, customer_ids: Sequence[str], request_ids: Sequence[str]
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        found = {}
+        for key in zip(customer_ids, request_ids, strict=True):
+            hit = self._requests.get(key)
+            if hit is not None:
+                found[key] = (format_decision_id(self.instance_id, hit[0]), hit[1])
+        return found
+
+    def _add_contacts(self, cust: np.ndarray, times: np.ndarray, decisions: np.ndarray) -> None:
+        """Put contacts (decision indices, counting from `times`) into the customers' rings."""
         cat = self.catalog
+        actions = self._dec["action"][decisions]
         channel = cat.action_channel[actions]
         touchpoint = cat.action_touchpoint[actions]
+        old = self._watermark - _KEEP
         for rows in occurrence_rounds(cust):
             c = cust[rows]
-            t = times[rows]
-            # Overwrite the oldest slot; widen the ring when it is still inside 30 days.
-            slot = self._ring_t[c].argmin(axis=1)
-            if (self._ring_t[c, slot] > t - _KEEP).any():
+            # A free slot, or one whose contact is old enough to live on in the totals only;
+            # widen the ring when a customer has neither.
+            free = (self._ring_d[c] < 0) | (self._ring_t[c] <= old)
+            if not free.any(axis=1).all():
                 self._ring_t = grow_cols(self._ring_t, NO_TIME)
                 self._ring_c = grow_cols(self._ring_c, -1)
-                slot = self._ring_t[c].argmin(axis=1)
-            self._ring_t[c, slot] = t
+                self._ring_p = grow_cols(self._ring_p, -1)
+                self._ring_d = grow_cols(self._ring_d, -1)
+                free = (self._ring_d[c] < 0) | (self._ring_t[c] <= old)
+            slot = free.argmax(axis=1)
+            evicted = self._ring_d[c, slot] >= 0
+            if evicted.any():
+                ce, se = c[evicted], slot[evicted]
+                tp, t = self._ring_p[ce, se], self._ring_t[ce, se]
+                np.add.at(self._cust["tp_old"], (ce, tp), 1)
+                np.maximum.at(self._cust["tp_old_last"], (ce, tp), t)
+            self._ring_t[c, slot] = times[rows]
             self._ring_c[c, slot] = channel[rows]
-            self._cust["tp_sent"][c, touchpoint[rows]] += 1
+            self._ring_p[c, slot] = touchpoint[rows]
+            self._ring_d[c, slot] = decisions[rows]
+
+    def _remove_contact(self, decision: int) -> None:
+        c = int(self._dec["customer"][decision])
+        slots = np.flatnonzero(self._ring_d[c] == decision)
+        self._ring_d[c, slots] = -1
+        self._ring_t[c, slots] = NO_TIME
 
     def _seq_of(self, decision_id: str) -> int | None:
         prefix, _, number = decision_id.rpartition("-")
@@ -324,10 +396,19 @@ class MemoryStore:
             attributed_value=float(row["attributed_value"]),
             attributed_purchases=int(row["attributed_purchases"]),
             unsubscribes=int(row["unsubscribes"]),
-            reward=None if row["close_seq"] < 0 else float(row["reward"]),
+            reward=None if np.isnan(row["reward"]) else float(row["reward"]),
             close_seq=None if row["close_seq"] < 0 else int(row["close_seq"]),
             closed_time=None if row["close_seq"] < 0 else int(row["closed_time"]),
             unlearned=self._unlearned.get((row["arm"], int(row["close_seq"]))),
+            request_id=row["request_id"],
+            deferred=bool(row["deferred"]),
+            activation=int(row["activation"]),
+            delivered_time=_time(row["delivered_time"]),
+            opened_time=_time(row["opened_time"]),
+            clicked_time=_time(row["clicked_time"]),
+            not_executed_time=_time(row["not_executed_time"]),
+            reported_values=int(row["reported_values"]),
+            reported_value=float(row["reported_value"]),
         )
 
     # -- events and outcomes ----------------------------------------------------------------
@@ -336,36 +417,93 @@ class MemoryStore:
         self, events: EventBatch, rule: RewardRule
     ) -> list[EventResult | AnstossError]:
         n = len(events)
-        keep = np.ones(n, dtype=bool)
-        errors: dict[int, AnstossError] = {}
-        types = events.types
-        for i in np.flatnonzero(np.isin(types, _RESPONSE_CODES)).tolist():
-            if self._seq_of(events.decision_ids[i]) is None:
-                errors[i] = UnknownDecision(events.decision_ids[i])
-                keep[i] = False
-        seen = self._event_ids
-        duplicate = np.zeros(n, dtype=bool)
-        for i, event_id in enumerate(events.event_ids):
-            if event_id and keep[i]:
-                if event_id in seen:
-                    duplicate[i] = True
-                    keep[i] = False
-                else:
-                    seen.add(event_id)
+        closed_before = self._watermark - rule.lateness_seconds
+        results: list[EventResult | AnstossError | None] = [None] * n
+        keyed = [i for i, e in enumerate(events.event_ids) if e]
+        known = {
+            key: self._event_keys[key]
+            for key in {(events.customer_ids[i], events.event_ids[i]) for i in keyed}
+            if key in self._event_keys
+        }
+        keep = deduplicate(events, known, results)
+        about = np.flatnonzero(keep & np.isin(events.types, _DECISION_EVENT_CODES))
+        if len(about):
+            self._decision_events(events, about, results, keep, closed_before)
         rows = np.flatnonzero(keep)
+        for i in rows.tolist():
+            if events.event_ids[i]:
+                self._event_keys[events.customer_ids[i], events.event_ids[i]] = content_of(
+                    events, i
+                )
         attributed = np.zeros(n, dtype=np.int64)
         if len(rows):
-            self._apply(events, rows, attributed, self._watermark - rule.lateness_seconds)
+            self._apply(events, rows, attributed, closed_before)
             self._events.append((events, rows))
         if n:
             self.observe(int(events.times.max()))  # as SQLite's transaction carries it
         fresh = EventResult(False, 0)
         return [
-            errors[i]
-            if i in errors
-            else (_DUPLICATE if duplicate[i] else EventResult(False, a) if a else fresh)
-            for i, a in enumerate(attributed.tolist())
+            r if r is not None else (EventResult(False, a) if a else fresh)
+            for r, a in zip(results, attributed.tolist(), strict=True)
         ]
+
+    def _decision_events(
+        self,
+        events: EventBatch,
+        about: np.ndarray,
+        results: list[EventResult | AnstossError | None],
+        keep: np.ndarray,
+        closed_before: int,
+    ) -> None:
+        """Events about one decision, checked and applied in order (engine/activation.py)."""
+        d = self._dec
+        states: dict[int, DecisionState] = {}
+        times = events.times.tolist()
+        for i in about.tolist():
+            seq = self._seq_of(events.decision_ids[i])
+            if seq is None:
+                results[i] = UnknownDecision(events.decision_ids[i])
+                keep[i] = False
+                continue
+            j = seq - 1
+            state = states.get(j)
+            if state is None:
+                state = states[j] = DecisionState(
+                    decision_id=events.decision_ids[i],
+                    customer_id=self._names[int(d["customer"][j])],
+                    time=int(d["time"][j]),
+                    contacts=bool(d["action"][j] != 0),
+                    deferred=bool(d["deferred"][j]),
+                    activation=int(d["activation"][j]),
+                    closed=bool(
+                        d["status"][j] == STATUS_CLOSED or d["window_end"][j] <= closed_before
+                    ),
+                    contact_time=int(d["contact_time"][j]),
+                    delivered_time=int(d["delivered_time"][j]),
+                    opened_time=int(d["opened_time"][j]),
+                    clicked_time=int(d["clicked_time"][j]),
+                    not_executed_time=int(d["not_executed_time"][j]),
+                )
+            error = apply_decision_event(
+                state, int(events.types[i]), events.customer_ids[i], times[i]
+            )
+            if error is not None:
+                results[i] = error
+                keep[i] = False
+        for j, state in states.items():
+            if not state.changed:
+                continue
+            before = int(d["contact_time"][j])
+            d["activation"][j] = state.activation
+            for name in ("contact_time", "delivered_time", "opened_time", "clicked_time",
+                         "not_executed_time"):  # fmt: skip
+                d[name][j] = getattr(state, name)
+            if state.contact_time != before:
+                if before != NO_TIME:
+                    self._remove_contact(j)
+                if state.contact_time != NO_TIME:
+                    one = np.array([j])
+                    self._add_contacts(d["customer"][one], np.array([state.contact_time]), one)
 
     def _apply(
         self, events: EventBatch, rows: np.ndarray, attributed: np.ndarray, closed_before: int
@@ -380,15 +518,21 @@ class MemoryStore:
         unsubscribe = kinds == EventType.UNSUBSCRIBED
         if purchase.any():
             self._purchases(cust[purchase], times[purchase], values[purchase])
-        permission = np.isin(kinds, list(PERMISSION_OF_EVENT))
-        if permission.any():
-            p = np.flatnonzero(permission)
-            latest = p[latest_per_group(cust[p] * n_channels + channels[p], times[p])]
+        for column, state_of in (
+            ("permission", PERMISSION_OF_EVENT),
+            ("unsubscribed", UNSUBSCRIBED_OF_EVENT),
+        ):
+            picked = np.flatnonzero(np.isin(kinds, list(state_of)))
+            if not len(picked):
+                continue
+            latest = picked[
+                latest_per_group(cust[picked] * n_channels + channels[picked], times[picked])
+            ]
             c, ch, t = cust[latest], channels[latest], times[latest]
-            newer = t >= self._cust["permission_time"][c, ch]
-            states = np.array([PERMISSION_OF_EVENT[int(k)] for k in kinds[latest]], dtype=np.int8)
-            self._cust["permission"][c[newer], ch[newer]] = states[newer]
-            self._cust["permission_time"][c[newer], ch[newer]] = t[newer]
+            newer = t >= self._cust[f"{column}_time"][c, ch]
+            states = np.array([state_of[int(k)] for k in kinds[latest]])
+            self._cust[column][c[newer], ch[newer]] = states[newer]
+            self._cust[f"{column}_time"][c[newer], ch[newer]] = t[newer]
         attributable = purchase | unsubscribe
         if not attributable.any():
             return
@@ -443,10 +587,13 @@ class MemoryStore:
             return OutcomeApplied(True, status, reward, None)
         if status == STATUS_CLOSED or d["window_end"][i] <= self._watermark - rule.lateness_seconds:
             raise OutcomeRejected.closed(outcome.decision_id, reward)
+        if outcome.reward is not None and d["activation"][i] != ACTIVATION_ACTIVE:
+            raise OutcomeRejected.inactive(outcome.decision_id, int(d["activation"][i]))
         self._outcomes[key] = (outcome.reward, outcome.value)
         if outcome.value is not None:
             d["attributed_value"][i] += outcome.value
-            d["attributed_purchases"][i] += 1
+            d["reported_values"][i] += 1
+            d["reported_value"][i] += outcome.value
             return OutcomeApplied(False, STATUS_OPEN, None, None)
         assert outcome.reward is not None
         index = np.array([i])
@@ -478,11 +625,25 @@ class MemoryStore:
             return self._closed(due)
         cost = self.catalog.action_cost[d["action"][due]]
         rewards = rule.rewards(
-            d["attributed_value"][due], d["attributed_purchases"][due], cost, d["unsubscribes"][due]
+            d["attributed_value"][due],
+            d["attributed_purchases"][due] + d["reported_values"][due],
+            cost,
+            d["unsubscribes"][due],
         )
-        self._close(due, rewards, self._watermark, "window")
+        executed = d["activation"][due] == ACTIVATION_ACTIVE
+        self._close(due[executed], rewards[executed], self._watermark, "window")
+        if not executed.all():  # taken back, or deferred and never delivered: no reward
+            skipped = due[~executed]
+            self._close(skipped, np.full(len(skipped), np.nan), self._watermark, "not_executed")
+            d["activation"][skipped] = ACTIVATION_NOT_EXECUTED
+            unset = skipped[d["not_executed_time"][skipped] == NO_TIME]
+            d["not_executed_time"][unset] = self._watermark
+            # close_seq follows (window end, seq) order in both stores
+            order = np.lexsort((due, d["window_end"][due]))
+            d["close_seq"][due[order]] = np.sort(d["close_seq"][due])
         names = self._context.arm_names if self._context else ()
         learning = [i for i, name in enumerate(names) if name in learners]
+        due = due[executed]
         return self._closed(due[np.isin(d["arm"][due], learning)])
 
     def _close(self, index: np.ndarray, rewards: np.ndarray, when: int, source: str) -> None:
@@ -528,7 +689,11 @@ class MemoryStore:
             return self._closed(np.zeros(0, dtype=np.int64))
         n = self._dec.n
         seqs = d["close_seq"][:n]
-        index = np.flatnonzero((seqs > after_close_seq) & (d["arm"][:n] == names.index(arm)))
+        index = np.flatnonzero(
+            (seqs > after_close_seq)
+            & (d["arm"][:n] == names.index(arm))
+            & (d["activation"][:n] == ACTIVATION_ACTIVE)
+        )
         if self._unlearned:
             keep = [(arm, int(c)) not in self._unlearned for c in seqs[index].tolist()]
             index = index[np.array(keep, dtype=bool)]
@@ -554,6 +719,7 @@ class MemoryStore:
         rule = d["rule"][: d.n]
         offsets = np.r_[0, np.cumsum((rule == 0).sum(axis=1))]
         dumps = to_json
+        requests = {seq: request for (_, request), (seq, _) in self._requests.items()}
         rows = []
         for i in index.tolist():
             r = rule[i]
@@ -593,6 +759,15 @@ class MemoryStore:
                     "reward_source": d["reward_source"][i] or None,
                     "close_seq": int(d["close_seq"][i]),
                     "closed_time": int(d["closed_time"][i]),
+                    "request_id": requests.get(i + 1, ""),
+                    "deferred": bool(d["deferred"][i]),
+                    "activation": int(d["activation"][i]),
+                    "delivered_time": int(d["delivered_time"][i]),
+                    "opened_time": int(d["opened_time"][i]),
+                    "clicked_time": int(d["clicked_time"][i]),
+                    "not_executed_time": int(d["not_executed_time"][i]),
+                    "reported_values": int(d["reported_values"][i]),
+                    "reported_value": float(d["reported_value"][i]),
                 }
             )
         return pd.DataFrame(rows)
@@ -627,3 +802,7 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+def _time(value: int) -> int | None:
+    return None if value == NO_TIME else int(value)

@@ -24,9 +24,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from engine.activation import DecisionState, apply_decision_event
 from engine.attribution import attribute_batch, latest_per_group, purchase_totals
 from engine.catalog import Catalog
 from engine.decisions import (
+    ACTIVATION_ACTIVE,
+    ACTIVATION_NOT_EXECUTED,
     STATUS_CLOSED,
     STATUS_OPEN,
     ClosedDecisions,
@@ -42,6 +45,7 @@ from engine.errors import (
     UnknownDecision,
     shown,
 )
+from engine.eventkeys import EventContent, deduplicate
 from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
 from engine.logschema import (
     DECISION_COLUMNS,
@@ -50,15 +54,16 @@ from engine.logschema import (
     finish_events,
     to_json,
 )
-from engine.requests import RESPONSE_EVENTS, EventBatch, EventResult, EventType, Outcome
+from engine.requests import DECISION_EVENTS, EventBatch, EventResult, EventType, Outcome
 from engine.rewards import RewardRule, earlier_attribution
-from engine.state import NO_TIME, PERMISSION_OF_EVENT, CustomerStates
+from engine.state import NO_TIME, PERMISSION_OF_EVENT, UNSUBSCRIBED_OF_EVENT, CustomerStates
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied
 from engine.store.faults import storage_error
+from engine.store.migrate import CURRENT, migrate
 from engine.store.wal import Checkpointer, checkpoint
 from engine.timeutil import DAY
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = CURRENT
 _CHUNK = 500  # customer ids per IN (...) query
 _PATTERN_CACHE = 4096  # distinct (rules, probabilities) rows whose JSON is kept
 _BUSY_TIMEOUT_MS = 5000
@@ -66,12 +71,14 @@ _BUSY_TIMEOUT_MS = 5000
 _SCHEMA = (resources.files("engine") / "store" / "schema.sql").read_text()
 
 _CLOSED_COLUMNS = "seq, close_seq, arm, features, eligible, action, probability, reward"
-_RESPONSE_CODES = [int(t) for t in RESPONSE_EVENTS]
+_DECISION_EVENT_CODES = [int(t) for t in DECISION_EVENTS]
 _PERMISSION_CODES = list(PERMISSION_OF_EVENT)
+_SUBSCRIPTION_CODES = list(UNSUBSCRIBED_OF_EVENT)
 _DUPLICATE = EventResult(duplicate=True, decisions_attributed=0)
 
 log = logging.getLogger("anstoss.store")
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+_Item = TypeVar("_Item")
 
 
 def _reads(method: _Method) -> _Method:
@@ -132,6 +139,7 @@ class SQLiteStore:
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._conn.execute("PRAGMA journal_size_limit=67108864")
         self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        migrate(self._conn)  # an older file first becomes the current schema
         self._conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
         self._watermark = self._persisted_watermark = NO_TIME
         self._depth = 0
@@ -281,6 +289,7 @@ class SQLiteStore:
         unique = list(position)
         found: list[tuple[Any, ...]] = []
         granted: list[tuple[Any, ...]] = []
+        unsubscribed: list[tuple[Any, ...]] = []
         for chunk in _chunks(unique, _CHUNK):
             marks = ",".join("?" * len(chunk))
             found += self._conn.execute(
@@ -291,6 +300,11 @@ class SQLiteStore:
             granted += self._conn.execute(
                 "SELECT customer_id, channel, state FROM permissions"
                 f" WHERE customer_id IN ({marks})",
+                chunk,
+            ).fetchall()
+            unsubscribed += self._conn.execute(
+                "SELECT customer_id, channel FROM subscriptions"
+                f" WHERE customer_id IN ({marks}) AND unsubscribed = 1",
                 chunk,
             ).fetchall()
         if found:
@@ -308,10 +322,16 @@ class SQLiteStore:
             st.permission[
                 [position[g[0]] for g in granted], [channel_index[g[1]] for g in granted]
             ] = [g[2] for g in granted]
+        unsubscribed = [u for u in unsubscribed if u[1] in channel_index]
+        if unsubscribed:
+            st.unsubscribed[
+                [position[u[0]] for u in unsubscribed], [channel_index[u[1]] for u in unsubscribed]
+            ] = True
         if len(unique) < len(customer_ids):  # repeated customers: copy from the first row
             first = np.array([position[c] for c in customer_ids])
             for name in ("known", "first_purchase_time", "first_order_value", "purchases",
-                         "purchase_value", "last_purchase_time", "permission"):  # fmt: skip
+                         "purchase_value", "last_purchase_time", "permission",
+                         "unsubscribed"):  # fmt: skip
                 column = getattr(st, name)
                 column[:] = column[first]
         self._load_contacts(st, customer_ids)
@@ -319,7 +339,9 @@ class SQLiteStore:
 
     def _load_contacts(self, st: CustomerStates, customer_ids: list[str]) -> None:
         """Contact counts per request row, aggregated inside SQLite: the request rows join the
-        covering (customer, time, channel, touchpoint) index and group by row."""
+        covering (customer, contact time, channel, touchpoint) index and group by row. A
+        decision counts from its contact time (engine/activation.py): not at all while pending
+        or once taken back."""
         cat = self.catalog
         t = st.times.tolist()
         week, month = 7 * DAY, 30 * DAY
@@ -330,11 +352,12 @@ class SQLiteStore:
             result = self._conn.execute(
                 f"WITH request(i, customer_id, t) AS (VALUES {values})"
                 " SELECT r.i, d.channel, d.touchpoint, count(*),"
-                f" sum(d.time > r.t - {week}), sum(d.time > r.t - {month}),"
-                f" coalesce(max(CASE WHEN d.time > r.t - {month} THEN d.time END), {NO_TIME})"
+                f" sum(d.contact_time > r.t - {week}), sum(d.contact_time > r.t - {month}),"
+                f" coalesce(max(CASE WHEN d.contact_time > r.t - {month} THEN d.contact_time"
+                f" END), {NO_TIME}), max(d.contact_time)"
                 " FROM request r JOIN decisions d ON d.customer_id = r.customer_id"
-                " AND d.time <= r.t"
-                " WHERE d.channel != '' GROUP BY r.i, d.channel, d.touchpoint",
+                " AND d.contact_time <= r.t"
+                " GROUP BY r.i, d.channel, d.touchpoint",
                 params,
             ).fetchall()
             if not result:
@@ -342,7 +365,8 @@ class SQLiteStore:
             row = np.array([r[0] for r in result])
             c = np.array([cat.channel_index.get(r[1], -1) for r in result])
             p = np.array([cat.touchpoint_index.get(r[2], -1) for r in result])
-            counts = np.array([r[3:] for r in result], dtype=np.int64)  # n, in 7d, in 30d, last
+            # n, in 7d, in 30d, last in 30d, last
+            counts = np.array([r[3:] for r in result], dtype=np.int64)
             known = c >= 0
             rc = (row[known], c[known])
             np.add.at(st.contacts_7d, rc, counts[known, 1])
@@ -350,6 +374,7 @@ class SQLiteStore:
             np.maximum.at(st.last_contact_time, rc, counts[known, 3])
             known = p >= 0
             np.add.at(st.touchpoint_sent, (row[known], p[known]), counts[known, 0])
+            np.maximum.at(st.last_touchpoint_time, (row[known], p[known]), counts[known, 4])
 
     # -- decisions --------------------------------------------------------------------------
 
@@ -369,6 +394,10 @@ class SQLiteStore:
         removed = batch.removed_actions()
         patterns = batch.patterns()
         features = batch.features
+        request_ids = batch.request_ids or [""] * n
+        fingerprints = batch.fingerprints or [""] * n
+        deferred = batch.deferred_rows().tolist()
+        activation = batch.activation().tolist()
         columns = self._json_columns
         rows = []
         for i in range(n):
@@ -403,14 +432,20 @@ class SQLiteStore:
                     to_json(features.record(i)),
                     *json_columns,
                     window_end[i],
+                    request_ids[i],
+                    fingerprints[i] if request_ids[i] else "",
+                    int(deferred[i]),
+                    activation[i],
+                    times[i] if chosen[i] and activation[i] == ACTIVATION_ACTIVE else None,
                 )
             )
         with self._transaction(int(batch.times.max()) if n else NO_TIME) as conn:
             conn.executemany(
                 "INSERT INTO decisions (seq, decision_id, time, customer_id, experiment, arm, policy,"
                 " model_version, action, touchpoint, channel, probability, cost, features, eligible,"
-                " probabilities, removed, window_end)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " probabilities, removed, window_end, request_id, request_fingerprint, deferred,"
+                " activation, contact_time)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             if n and int(batch.times.min()) <= self._latest_attributable:
@@ -444,12 +479,35 @@ class SQLiteStore:
         )
 
     @_reads
+    def find_requests(
+        self, customer_ids: Sequence[str], request_ids: Sequence[str]
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        """Decisions logged for (customer, request id) pairs: pair -> (decision id, fingerprint)."""
+        wanted = set(zip(customer_ids, request_ids, strict=True))
+        found: dict[tuple[str, str], tuple[str, str]] = {}
+        for chunk in _chunks(sorted(wanted), _CHUNK // 2):
+            customers = sorted({c for c, _ in chunk})
+            requests = sorted({r for _, r in chunk})
+            marks = ",".join("?" * len(customers))
+            others = ",".join("?" * len(requests))
+            for customer, request, decision, fingerprint in self._conn.execute(
+                "SELECT customer_id, request_id, decision_id, request_fingerprint FROM decisions"
+                f" WHERE customer_id IN ({marks}) AND request_id IN ({others})",
+                (*customers, *requests),
+            ):
+                if (customer, request) in wanted:
+                    found[customer, request] = (decision, fingerprint)
+        return found
+
+    @_reads
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         row = self._conn.execute(
             "SELECT decision_id, seq, customer_id, time, experiment, d.arm, policy, model_version,"
             " features, eligible, probabilities, removed, action, probability, cost, window_end,"
             " status, attributed_value, attributed_purchases, unsubscribes, reward, d.close_seq,"
-            " closed_time, u.reason FROM decisions d LEFT JOIN unlearned u"
+            " closed_time, u.reason, request_id, deferred, activation, delivered_time,"
+            " opened_time, clicked_time, not_executed_time, reported_values, reported_value"
+            " FROM decisions d LEFT JOIN unlearned u"
             " ON u.arm = d.arm AND u.close_seq = d.close_seq WHERE decision_id = ?",
             (decision_id,),
         ).fetchone()
@@ -489,6 +547,15 @@ class SQLiteStore:
             close_seq=row[21],
             closed_time=row[22],
             unlearned=row[23],
+            request_id=row[24],
+            deferred=bool(row[25]),
+            activation=row[26],
+            delivered_time=row[27],
+            opened_time=row[28],
+            clicked_time=row[29],
+            not_executed_time=row[30],
+            reported_values=row[31],
+            reported_value=row[32],
         )
 
     # -- events and outcomes ----------------------------------------------------------------
@@ -507,25 +574,10 @@ class SQLiteStore:
         results: list[EventResult | AnstossError | None] = [None] * n
         closed_before = self._watermark - rule.lateness_seconds
         with self._transaction(int(events.times.max())) as conn:
-            response = np.flatnonzero(np.isin(events.types, _RESPONSE_CODES)).tolist()
-            if response:
-                asked = {events.decision_ids[i] for i in response}
-                known = self._existing(conn, "decisions", "decision_id", asked)
-                for i in response:
-                    if events.decision_ids[i] not in known:
-                        results[i] = UnknownDecision(events.decision_ids[i])
-            wanted = {e for e, r in zip(events.event_ids, results, strict=True) if e and r is None}
-            seen = self._existing(conn, "events", "event_id", wanted)
-            keep = np.zeros(n, dtype=bool)
-            for i, event_id in enumerate(events.event_ids):
-                if results[i] is not None:
-                    continue
-                if event_id:
-                    if event_id in seen:  # seen before, or earlier in this batch
-                        results[i] = _DUPLICATE
-                        continue
-                    seen.add(event_id)
-                keep[i] = True
+            keep = self._new_events(conn, events, results)
+            about = np.flatnonzero(keep & np.isin(events.types, _DECISION_EVENT_CODES))
+            if len(about):
+                self._decision_events(conn, events, about, results, keep, closed_before)
             rows = np.flatnonzero(keep)
             attributed = np.zeros(n, dtype=np.int64)
             if len(rows):
@@ -536,19 +588,99 @@ class SQLiteStore:
             for r, a in zip(results, attributed.tolist(), strict=True)
         ]
 
-    @staticmethod
-    def _existing(conn: sqlite3.Connection, table: str, column: str, values: set[str]) -> set[str]:
-        """Which of `values` the column holds."""
-        found: set[str] = set()
-        for chunk in _chunks(sorted(values), _CHUNK):
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                r[0]
-                for r in conn.execute(
-                    f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk
+    def _new_events(
+        self,
+        conn: sqlite3.Connection,
+        events: EventBatch,
+        results: list[EventResult | AnstossError | None],
+    ) -> np.ndarray:
+        """(n,) bool: the events to apply. An event whose (customer, event id) was applied
+        before, or earlier in the batch, is a duplicate if its content is the same and a
+        Conflict otherwise (engine/eventkeys.py)."""
+        keyed = [i for i, e in enumerate(events.event_ids) if e]
+        stored: dict[tuple[str, str], EventContent] = {}
+        if keyed:
+            wanted = {(events.customer_ids[i], events.event_ids[i]) for i in keyed}
+            index = self.catalog.channel_index
+            for chunk in _chunks(sorted(wanted), _CHUNK // 2):
+                customers = sorted({c for c, _ in chunk})
+                ids = sorted({e for _, e in chunk})
+                found = conn.execute(
+                    "SELECT customer_id, event_id, type, time, value, channel, decision_id"
+                    f" FROM events WHERE customer_id IN ({','.join('?' * len(customers))})"
+                    f" AND event_id IN ({','.join('?' * len(ids))})",
+                    (*customers, *ids),
+                ).fetchall()
+                for customer, event_id, kind, time, value, channel, decision in found:
+                    stored[customer, event_id] = EventContent(
+                        kind, time, value, index.get(channel, -1) if channel else -1, decision
+                    )
+        return deduplicate(events, stored, results)
+
+    def _decision_events(
+        self,
+        conn: sqlite3.Connection,
+        events: EventBatch,
+        about: np.ndarray,
+        results: list[EventResult | AnstossError | None],
+        keep: np.ndarray,
+        closed_before: int,
+    ) -> None:
+        """Check and apply events about one decision (engine/activation.py), in order; a
+        rejected event is not applied (and not stored)."""
+        asked = sorted({events.decision_ids[i] for i in about.tolist()})
+        states: dict[str, DecisionState] = {}
+        for chunk in _chunks(asked, _CHUNK):
+            for row in conn.execute(
+                "SELECT decision_id, customer_id, time, channel, deferred, activation, status,"
+                " window_end, contact_time, delivered_time, opened_time, clicked_time,"
+                f" not_executed_time FROM decisions WHERE decision_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                states[row[0]] = DecisionState(
+                    decision_id=row[0],
+                    customer_id=row[1],
+                    time=row[2],
+                    contacts=row[3] != "",
+                    deferred=bool(row[4]),
+                    activation=row[5],
+                    closed=row[6] == STATUS_CLOSED or row[7] <= closed_before,
+                    contact_time=_time_or_none(row[8]),
+                    delivered_time=_time_or_none(row[9]),
+                    opened_time=_time_or_none(row[10]),
+                    clicked_time=_time_or_none(row[11]),
+                    not_executed_time=_time_or_none(row[12]),
+                )
+        times = events.times.tolist()
+        for i in about.tolist():
+            state = states.get(events.decision_ids[i])
+            error = (
+                UnknownDecision(events.decision_ids[i])
+                if state is None
+                else apply_decision_event(
+                    state, int(events.types[i]), events.customer_ids[i], times[i]
                 )
             )
-        return found
+            if error is not None:
+                results[i] = error
+                keep[i] = False
+        changed = [st for st in states.values() if st.changed]
+        conn.executemany(
+            "UPDATE decisions SET activation = ?, contact_time = ?, delivered_time = ?,"
+            " opened_time = ?, clicked_time = ?, not_executed_time = ? WHERE decision_id = ?",
+            [
+                (
+                    st.activation,
+                    _none_or_time(st.contact_time),
+                    _none_or_time(st.delivered_time),
+                    _none_or_time(st.opened_time),
+                    _none_or_time(st.clicked_time),
+                    _none_or_time(st.not_executed_time),
+                    st.decision_id,
+                )
+                for st in changed
+            ],
+        )
 
     def _insert_events(
         self, conn: sqlite3.Connection, events: EventBatch, rows: np.ndarray
@@ -617,20 +749,26 @@ class SQLiteStore:
                     strict=True,
                 ),
             )
-        permission = np.isin(kinds, _PERMISSION_CODES)
-        if permission.any():
-            p = np.flatnonzero(permission)
-            latest = p[latest_per_group(keys[p] * n_channels + channels[p], times[p])]
+        for codes, table, column, state_of in (
+            (_PERMISSION_CODES, "permissions", "state", PERMISSION_OF_EVENT),
+            (_SUBSCRIPTION_CODES, "subscriptions", "unsubscribed", UNSUBSCRIBED_OF_EVENT),
+        ):
+            picked = np.flatnonzero(np.isin(kinds, codes))
+            if not len(picked):
+                continue
+            latest = picked[
+                latest_per_group(keys[picked] * n_channels + channels[picked], times[picked])
+            ]
             conn.executemany(
-                "INSERT INTO permissions VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (customer_id, channel) DO UPDATE SET"
-                " state = excluded.state, time = excluded.time"
-                " WHERE excluded.time >= permissions.time",
+                f"INSERT INTO {table} VALUES (?, ?, ?, ?)"
+                f" ON CONFLICT (customer_id, channel) DO UPDATE SET"
+                f" {column} = excluded.{column}, time = excluded.time"
+                f" WHERE excluded.time >= {table}.time",
                 [
                     (
                         names[keys[j]],
                         channel_names[channels[j]],
-                        PERMISSION_OF_EVENT[int(kinds[j])],
+                        int(state_of[int(kinds[j])]),
                         int(times[j]),
                     )
                     for j in latest.tolist()
@@ -702,12 +840,13 @@ class SQLiteStore:
         closed_before = self._watermark - rule.lateness_seconds
         with self._transaction(outcome.time) as conn:
             row = conn.execute(
-                "SELECT status, reward, window_end FROM decisions WHERE decision_id = ?",
+                "SELECT status, reward, window_end, activation FROM decisions"
+                " WHERE decision_id = ?",
                 (outcome.decision_id,),
             ).fetchone()
             if row is None:
                 raise UnknownDecision(outcome.decision_id)
-            status, reward, window_end = row
+            status, reward, window_end, activation = row
             seen = conn.execute(
                 "SELECT 1 FROM outcomes WHERE decision_id = ? AND outcome_id = ?",
                 (outcome.decision_id, outcome.outcome_id),
@@ -716,6 +855,8 @@ class SQLiteStore:
                 return OutcomeApplied(True, status, reward, None)
             if status == STATUS_CLOSED or window_end <= closed_before:  # closed, or due
                 raise OutcomeRejected.closed(outcome.decision_id, reward)
+            if outcome.reward is not None and activation != ACTIVATION_ACTIVE:
+                raise OutcomeRejected.inactive(outcome.decision_id, activation)
             conn.execute(
                 "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?)",
                 (
@@ -729,8 +870,9 @@ class SQLiteStore:
             if outcome.value is not None:
                 conn.execute(
                     "UPDATE decisions SET attributed_value = attributed_value + ?,"
-                    " attributed_purchases = attributed_purchases + 1 WHERE decision_id = ?",
-                    (outcome.value, outcome.decision_id),
+                    " reported_values = reported_values + 1,"
+                    " reported_value = reported_value + ? WHERE decision_id = ?",
+                    (outcome.value, outcome.value, outcome.decision_id),
                 )
                 return OutcomeApplied(False, STATUS_OPEN, None, None)
             assert outcome.reward is not None
@@ -762,8 +904,9 @@ class SQLiteStore:
             due = conn.execute(
                 # A value of the wrong type (a damaged row) reads as NULL, so the row closes
                 # with no reward, is recorded unlearned, and closes no one else's windows less.
-                f"SELECT seq, {_number('attributed_value')}, {_number('attributed_purchases')},"
-                f" {_number('cost')}, {_number('unsubscribes')}"
+                f"SELECT seq, {_number('attributed_value')},"
+                f" {_number('attributed_purchases')} + {_number('reported_values')},"
+                f" {_number('cost')}, {_number('unsubscribes')}, activation"
                 " FROM decisions WHERE status = 1 AND window_end <= ? ORDER BY window_end, seq"
                 " LIMIT ?",
                 (cutoff, -1 if limit is None else limit),
@@ -773,23 +916,41 @@ class SQLiteStore:
                 return self._nothing_closed
             arr = np.array(due, dtype=np.float64)
             rewards = rule.rewards(arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4])
+            # A decision not executed (taken back, or deferred and never delivered) closes
+            # without a reward and is never learned from.
+            executed = arr[:, 5] == ACTIVATION_ACTIVE
             close_seq = np.arange(self._next_close_seq, self._next_close_seq + len(due))
             conn.executemany(
-                "UPDATE decisions SET status = 2, reward = ?, reward_source = 'window',"
-                " close_seq = ?, closed_time = ? WHERE seq = ?",
-                zip(
-                    rewards.tolist(),
-                    close_seq.tolist(),
-                    [self._watermark] * len(due),
-                    [int(r[0]) for r in due],
-                    strict=True,
-                ),
+                "UPDATE decisions SET status = 2, reward = ?, reward_source = ?,"
+                " close_seq = ?, closed_time = ?, activation = ?,"
+                " not_executed_time = coalesce(not_executed_time, ?) WHERE seq = ?",
+                [
+                    (reward, "window", close, self._watermark, ACTIVATION_ACTIVE, None, seq)
+                    if ok
+                    else (
+                        None,
+                        "not_executed",
+                        close,
+                        self._watermark,
+                        ACTIVATION_NOT_EXECUTED,
+                        self._watermark,
+                        seq,
+                    )
+                    for reward, ok, close, seq in zip(
+                        rewards.tolist(),
+                        executed.tolist(),
+                        close_seq.tolist(),
+                        [int(r[0]) for r in due],
+                        strict=True,
+                    )
+                ],
             )
             arms = ",".join("?" * len(learners))
             closed = self._closed(
                 conn.execute(
                     f"SELECT {_CLOSED_COLUMNS} FROM decisions WHERE close_seq >= ?"
-                    f" AND close_seq < ? AND arm IN ({arms}) ORDER BY close_seq",
+                    f" AND close_seq < ? AND arm IN ({arms}) AND activation = 1"
+                    " ORDER BY close_seq",
                     (int(close_seq[0]), int(close_seq[-1]) + 1, *sorted(learners)),
                 )
                 if learners
@@ -806,7 +967,8 @@ class SQLiteStore:
         return self._closed(
             self._conn.execute(
                 f"SELECT {_CLOSED_COLUMNS} FROM decisions d"
-                " WHERE close_seq > ? AND arm = ? AND NOT EXISTS (SELECT 1 FROM unlearned u"
+                " WHERE close_seq > ? AND arm = ? AND activation = 1"
+                " AND NOT EXISTS (SELECT 1 FROM unlearned u"
                 " WHERE u.arm = d.arm AND u.close_seq = d.close_seq) ORDER BY close_seq LIMIT ?",
                 (after_close_seq, arm, -1 if limit is None else limit),
             )
@@ -933,7 +1095,15 @@ def _features_record(text: str) -> dict[str, Any] | None:
     return record
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def _time_or_none(value: int | None) -> int:
+    return NO_TIME if value is None else int(value)
+
+
+def _none_or_time(value: int) -> int | None:
+    return None if value == NO_TIME else value
+
+
+def _chunks(items: list[_Item], size: int) -> Iterator[list[_Item]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

@@ -26,7 +26,12 @@ from tests.conftest import DAY, T0
 BASE = load_catalog()
 CHANNELS = [c.name for c in BASE.channels]
 CUSTOMERS = ["a", "b", "c"]
-PERMISSION_EVENTS = [EventType.CONSENT_GRANTED, EventType.CONSENT_WITHDRAWN, EventType.UNSUBSCRIBED]
+PERMISSION_EVENTS = [
+    EventType.CONSENT_GRANTED,
+    EventType.CONSENT_WITHDRAWN,
+    EventType.UNSUBSCRIBED,
+    EventType.RESUBSCRIBED,
+]
 
 
 @st.composite
@@ -73,10 +78,25 @@ class Oracle:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.permission: dict[tuple[str, str], EventType] = {}
+        self.permission: dict[tuple[str, str], EventType] = {}  # latest consent event
+        self.unsubscribed: set[tuple[str, str]] = set()
         self.contacts: dict[str, list[tuple[int, str]]] = {c: [] for c in CUSTOMERS}
 
+    def record(self, customer: str, channel: str, kind: EventType) -> None:
+        """An unsubscribe holds until an explicit re-subscription; consent events never lift
+        it (a CRM's consent sync must not re-mail people who unsubscribed)."""
+        key = (customer, channel)
+        if kind == EventType.UNSUBSCRIBED:
+            self.unsubscribed.add(key)
+            return
+        if kind == EventType.RESUBSCRIBED:
+            self.unsubscribed.discard(key)
+            kind = EventType.CONSENT_GRANTED
+        self.permission[key] = kind
+
     def consented(self, customer: str, channel: str) -> bool:
+        if (customer, channel) in self.unsubscribed:
+            return False
         state = self.permission.get((customer, channel))
         if state is None:
             return self.catalog.channels[self.catalog.channel_index[channel]].default_consent
@@ -131,7 +151,7 @@ def run(
                 engine.report_events(
                     EventBatch([], [customer], [t], [kind], [0.0], [catalog.channel_index[channel]])
                 )
-                oracle.permission[(customer, channel)] = kind
+                oracle.record(customer, channel, kind)
             elif step[0] == "purchase":
                 engine.report_events(
                     EventBatch([], [step[1]], [t], [EventType.PURCHASE], [30.0], [-1])

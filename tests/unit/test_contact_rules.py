@@ -10,7 +10,6 @@ from engine.contact import ContactPolicy, Rule
 from engine.requests import NO_OCCASION
 from engine.state import (
     PERMISSION_GRANTED,
-    PERMISSION_UNSUBSCRIBED,
     PERMISSION_WITHDRAWN,
     CustomerStates,
 )
@@ -51,7 +50,8 @@ def test_permission_states(catalog: Catalog) -> None:
     st = state(catalog)
     ch = catalog.channel_index
     st.permission[0, ch["sms"]] = PERMISSION_GRANTED
-    st.permission[0, ch["email"]] = PERMISSION_UNSUBSCRIBED
+    st.permission[0, ch["email"]] = PERMISSION_GRANTED
+    st.unsubscribed[0, ch["email"]] = True  # an unsubscribe outranks a granted consent
     st.permission[0, ch["postcard"]] = PERMISSION_WITHDRAWN
     r = rules(catalog, st)
     assert r["voucher@sms"] == Rule.NONE

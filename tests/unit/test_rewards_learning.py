@@ -93,7 +93,9 @@ def test_reported_reward_closes_now_and_value_adds_up(engine_on) -> None:  # typ
     engine.report_outcome(Outcome(b, "order-1", T0 + 60, value=100.0))  # duplicate: ignored
     engine.advance(T0 + 20 * DAY)
     record = engine.store.get_decision(b)
-    assert (record.attributed_value, record.attributed_purchases) == (100.0, 1)
+    # A reported value counts apart from purchases, and still earns the margin.
+    assert (record.attributed_value, record.attributed_purchases) == (100.0, 0)
+    assert (record.reported_values, record.reported_value) == (1, 100.0)
     assert record.reward == pytest.approx(30.0 - record.cost)
     assert engine.updates == 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def play(engine: DecisionEngine, seed: int, days: int = 40, customers: int = 60)
     catalog = engine.catalog
     arrival = rng.integers(0, days // 2, customers)
     results: list[object] = []
-    decided: list[str] = []
+    decided: list[tuple[str, str]] = []  # contacts: (decision id, customer)
     for day in range(days):
         t = T0 + day * DAY
         new = np.flatnonzero(arrival == day)
@@ -80,7 +81,17 @@ def play(engine: DecisionEngine, seed: int, days: int = 40, customers: int = 60)
         candidates = None
         if day % 5 == 0:
             candidates = rng.random((len(batch_ids), catalog.n_actions)) < 0.6
-        decisions = engine.decide(
+        # Some requests carry a request id (every 5th day one is sent twice: a retry), a third
+        # defer their activation.
+        request_ids = [f"r{day}-{c}" if (k + day) % 4 == 0 else "" for k, c in enumerate(batch_ids)]
+        if day % 5 == 1 and request_ids and request_ids[0]:
+            batch_ids, request_ids = [*batch_ids, batch_ids[0]], [*request_ids, request_ids[0]]
+        defer = np.array([(k + day) % 3 == 0 for k in range(len(batch_ids))])
+        if day % 5 == 1 and request_ids[-1]:
+            defer[-1] = defer[0]
+        if candidates is not None:
+            candidates = np.vstack([candidates, candidates[:1]])[: len(batch_ids)]
+        answer = engine.decide_requests(
             DecideBatch(
                 customer_ids=batch_ids,
                 times=np.full(len(batch_ids), t),
@@ -94,12 +105,50 @@ def play(engine: DecisionEngine, seed: int, days: int = 40, customers: int = 60)
                     {"tier": "gold"} if k % 4 == 1 else {} for k in range(len(batch_ids))
                 ],
                 candidates=candidates,
+                request_ids=request_ids,
+                defer=defer,
             )
         )
+        assert answer.decisions is not None and not answer.refused
+        decisions = answer.decisions
+        batch_ids = [batch_ids[i] for i in answer.fresh]
         results.append(
             (decisions.chosen.tolist(), decisions.probability.tolist(), decisions.decision_ids)
         )
-        decided += decisions.decision_ids or []
+        results.append(sorted((i, r.decision_id) for i, r in answer.replayed.items()))
+        pending = [
+            (d, c)
+            for d, c, a, deferred in zip(
+                decisions.decision_ids or [],
+                batch_ids,
+                decisions.chosen.tolist(),
+                decisions.deferred_rows().tolist(),
+                strict=True,
+            )
+            if a and deferred
+        ]
+        if pending:  # deliver half, take back a quarter, leave the rest pending
+            kinds = [EventType.DELIVERED, EventType.NOT_EXECUTED, EventType.DELIVERED, None]
+            chosen = [(d, c, kinds[k % 4]) for k, (d, c) in enumerate(pending) if kinds[k % 4]]
+            if chosen:
+                results += engine.report_events(
+                    EventBatch(
+                        event_ids=[f"act-{d.rsplit('-', 1)[1]}" for d, _, _ in chosen],
+                        customer_ids=[c for _, c, _ in chosen],
+                        times=np.full(len(chosen), t + 600),
+                        types=[k for _, _, k in chosen],
+                        values=np.zeros(len(chosen)),
+                        channels=np.full(len(chosen), -1),
+                        decision_ids=[d for d, _, _ in chosen],
+                    )
+                )
+        decided += [
+            (d, c)
+            for d, c, a in zip(
+                decisions.decision_ids or [], batch_ids, decisions.chosen.tolist(), strict=True
+            )
+            if a
+        ]
         buyers = [c for c in active if rng.random() < 0.15]
         if buyers:
             k = len(buyers)
@@ -130,11 +179,21 @@ def play(engine: DecisionEngine, seed: int, days: int = 40, customers: int = 60)
                     ),
                 )
             )
-        if decided and day % 3 == 0:
-            pick = decided[int(rng.integers(len(decided)))]
+        if day % 4 == 2 and active:
+            # A consent sync (must not reopen an unsubscribe) and an explicit re-subscription.
+            email = catalog.channel_index["email"]
             results += engine.report_events(
                 EventBatch(
-                    event_ids=[], customer_ids=["x", "x"], times=[t + 1, t + 2],
+                    event_ids=[], customer_ids=active[:2], times=np.full(len(active[:2]), t + 6 * 3600),
+                    types=[EventType.CONSENT_GRANTED, EventType.RESUBSCRIBED][: len(active[:2])],
+                    values=np.zeros(len(active[:2])), channels=np.full(len(active[:2]), email),
+                )
+            )  # fmt: skip
+        if decided and day % 3 == 0:
+            pick, who = decided[int(rng.integers(len(decided)))]
+            results += engine.report_events(
+                EventBatch(
+                    event_ids=[], customer_ids=[who, "x"], times=[t + 1, t + 2],
                     types=[EventType.OPENED, EventType.CLICKED], values=[0.0, 0.0],
                     channels=[-1, -1], decision_ids=[pick, "nope-1"],
                 )
@@ -167,12 +226,15 @@ def test_sqlite_and_memory_store_agree(tmp_path: Path, config: EngineConfig, see
     def strip_ids(rs: list[object]) -> list[object]:
         out = []
         for r in rs:
-            if isinstance(r, tuple):
+            if isinstance(r, Exception):
+                text = re.sub(r"[0-9a-z]+-(\d{10})", r"\1", str(r))  # ids without the prefix
+                out.append((type(r).__name__, text))
+            elif isinstance(r, tuple):
                 out.append((r[0], r[1], [i.rsplit("-", 1)[1] for i in r[2]]))
+            elif isinstance(r, list):  # replayed requests: (row, decision id)
+                out.append([(i, d.rsplit("-", 1)[1]) for i, d in r])
             elif hasattr(r, "closed") and r.closed is not None:
                 out.append((r.duplicate, r.status, r.reward, r.closed.reward.tolist()))
-            elif isinstance(r, Exception):
-                out.append((type(r).__name__, getattr(r, "decision_id", "")))
             else:
                 out.append(r)
         return out
@@ -185,7 +247,12 @@ def test_sqlite_and_memory_store_agree(tmp_path: Path, config: EngineConfig, see
     assert (decisions[0]["unsubscribes"] > 0).sum() > 0
     events = [_normalise(e.store.events_frame()) for e in (a, b)]
     pd.testing.assert_frame_equal(events[0], events[1])
-    assert set(events[0]["type"]) >= {"purchase", "consent_granted", "unsubscribed", "opened"}
+    assert set(events[0]["type"]) >= {
+        "purchase", "consent_granted", "unsubscribed", "opened", "resubscribed", "delivered",
+        "not_executed",
+    }  # fmt: skip
+    assert set(decisions[0]["activation"]) == {"active", "pending", "not_executed"}
+    assert decisions[0]["deferred"].sum() > 20 and (decisions[0]["request_id"] != "").sum() > 20
     ids = [f"c{i}" for i in range(60)] + ["stranger3", "nobody"]
     times = np.full(len(ids), T0 + 45 * DAY)
     sa, sb = a.store.load_states(ids, times), b.store.load_states(ids, times)
