@@ -336,15 +336,29 @@ def _decide(
     when: Timestamp | None,
     context: pb.CustomerContext | None,
     candidates: Sequence[tuple[str, str]],
+    request_id: str = "",
+    defer: bool = False,
 ) -> pb.DecideRequest:
-    request = pb.DecideRequest(customer_id=customer_id, time=when, context=context)
+    request = pb.DecideRequest(
+        customer_id=customer_id,
+        time=when,
+        context=context,
+        request_id=request_id,
+        defer_activation=defer,
+    )
     for touchpoint, channel in candidates:
         request.candidates.add(touchpoint=touchpoint, channel=channel)
     return request
 
 
-SANE_DECIDE = st.builds(_decide, GOOD_CUSTOMER, TIME, st.none() | SANE_CONTEXT, SANE_CANDIDATES)
-ANY_DECIDE = st.builds(_decide, CUSTOMER, ANY_TIME, st.none() | ANY_CONTEXT, ANY_CANDIDATES)
+REQUEST_ID = st.one_of(st.sampled_from(["", "", "job-1", "job-2", "r" * 128, "r" * 129]), TEXT)
+SANE_DECIDE = st.builds(
+    _decide, GOOD_CUSTOMER, TIME, st.none() | SANE_CONTEXT, SANE_CANDIDATES,
+    st.sampled_from(["", "job-1", "job-2"]), st.booleans(),
+)  # fmt: skip
+ANY_DECIDE = st.builds(
+    _decide, CUSTOMER, ANY_TIME, st.none() | ANY_CONTEXT, ANY_CANDIDATES, REQUEST_ID, st.booleans()
+)
 DECIDE = st.one_of(SANE_DECIDE, ANY_DECIDE)
 # Plain decisions at the start of an example, so that there are decision ids to refer to.
 PRELUDE_DECIDE = st.builds(
@@ -397,7 +411,7 @@ SANE_OUTCOME = st.one_of(
 OUTCOME = st.one_of(SANE_OUTCOME, ANY_OUTCOME)
 
 EVENT_ID = st.one_of(st.sampled_from(["", "order-1", "order-2", "e" * 128, "e" * 129]), TEXT)
-EVENT_TYPE = st.one_of(st.integers(0, 7), INT32)
+EVENT_TYPE = st.one_of(st.integers(0, 9), INT32)
 CHANNEL = st.one_of(st.sampled_from(["", *CHANNELS]), TEXT)
 
 
@@ -424,8 +438,13 @@ def _event(
 ANY_EVENT = st.builds(
     _event, EVENT_ID, CUSTOMER, ANY_TIME, EVENT_TYPE, FLOATS | st.just(0.0), CHANNEL, DECISION_ID
 )
-PERMISSIONS = [EventType.UNSUBSCRIBED, EventType.CONSENT_GRANTED, EventType.CONSENT_WITHDRAWN]
-RESPONSES = [EventType.DELIVERED, EventType.OPENED, EventType.CLICKED]
+PERMISSIONS = [
+    EventType.UNSUBSCRIBED,
+    EventType.CONSENT_GRANTED,
+    EventType.CONSENT_WITHDRAWN,
+    EventType.RESUBSCRIBED,
+]
+RESPONSES = [EventType.DELIVERED, EventType.OPENED, EventType.CLICKED, EventType.NOT_EXECUTED]
 SANE_EVENT = st.one_of(
     st.builds(
         _event,
