@@ -71,8 +71,10 @@ def _one_line_error(result: subprocess.CompletedProcess[str], *expected: str) ->
     ],
 )  # fmt: skip
 def test_an_impossible_number_is_refused_while_parsing(
-    args: list[str], option: str, value: str
+    tmp_path: Path, args: list[str], option: str, value: str
 ) -> None:
+    if args[0] == "serve":  # should it start after all, not in the repo's data dir
+        args = [*args, "--data-dir", str(tmp_path / "d")]
     _usage_error(_run(*args), f"argument {option}:", value)
 
 
