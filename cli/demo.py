@@ -17,6 +17,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cli.usage import UsageError, output_dir
+from engine.config import load_config
 from engine.requests import EventType
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
 from engine.server.client import DecisionClient
@@ -71,9 +73,16 @@ def _action(decision: pb.Decision) -> str:
 
 
 def run_demo(out: Path, config: str | None = None) -> int:
-    if (out / "data").exists():
-        shutil.rmtree(out / "data")  # a fresh log each run, so the numbers below are this run's
-    out.mkdir(parents=True, exist_ok=True)
+    if config:
+        load_config(config)  # a bad file is named here, not by a server that exits
+    output_dir(out, "--out")
+    data = out / "data"
+    if data.is_dir() and not data.is_symlink():
+        shutil.rmtree(data)  # a fresh log each run, so the numbers below are this run's
+    elif data.exists() or data.is_symlink():
+        raise UsageError(
+            f"--out {out}: {data} is not a directory (the demo replaces only a directory there)"
+        )
     process, port = _start_server(out, config)
     print(f"anstoss serve is up on 127.0.0.1:{port} (pid {process.pid}, data in {out / 'data'})\n")
     try:

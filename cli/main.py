@@ -10,6 +10,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli.usage import UsageError, at_least, output_file, port
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOG_LEVEL = "info"
+
 
 def _serve(args: argparse.Namespace) -> int:
     import dataclasses
@@ -17,6 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.server.app import open_engine, serve_forever, start_server
 
+    if args.port_file:
+        output_file(args.port_file, "--port-file")
     config = load_config(args.config)
     if args.replay:
         config = config.replace(time=dataclasses.replace(config.time, mode="replay"))
@@ -26,7 +33,11 @@ def _serve(args: argparse.Namespace) -> int:
         from cli.models import ModelFile
 
         model = ModelFile(engine, Path(args.model), args.model_arm)
-        model.load_if_new()
+        try:
+            model.load_if_new()
+        except BaseException:
+            engine.close()
+            raise
         reload = model.reload
     running = start_server(engine, args.host, args.port, args.workers)
 
@@ -69,13 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="anstoss",
         description="Next-best-action decision engine for customer communication.",
     )
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    log_help = f"how much to log on stderr (default: {DEFAULT_LOG_LEVEL})"
+    parser.add_argument("--log-level", default=DEFAULT_LOG_LEVEL, choices=LOG_LEVELS, help=log_help)
+    # Every subcommand takes --log-level too, without a default of its own: a value given
+    # after the subcommand wins, else the top-level one (or its default) stays.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, help=log_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
         "serve",
+        parents=[common],
         help="serve DecisionService over gRPC",
         description="Serve anstoss.v1.DecisionService (plus grpc.health.v1 and reflection).",
     )
@@ -83,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
     serve.add_argument(
-        "--port", type=int, default=50051, help="port; 0 = any free one (default: %(default)s)"
+        "--port", type=port, default=50051, help="port; 0 = any free one (default: %(default)s)"
     )
     serve.add_argument(
         "--data-dir", default="data", help="directory of the SQLite store (default: %(default)s)"
@@ -94,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-arm", default="bandit", help="arm that serves --model (default: %(default)s)"
     )
     serve.add_argument(
-        "--workers", type=int, default=32, help="RPC worker threads (default: %(default)s)"
+        "--workers",
+        type=at_least(1),
+        default=32,
+        help="RPC worker threads (default: %(default)s)",
     )
     serve.add_argument("--port-file", help="write the bound port to this file once serving")
     serve.add_argument(
@@ -107,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser(
         "simulate",
+        parents=[common],
         help="simulate new customers under a policy (or calibrate a scenario: simulate calibrate)",
         description="Simulate a cohort of new customers after their first purchase; the engine "
         "decides the touches in-process or, with --via, through a running `anstoss serve`.",
@@ -120,14 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(--config, or the server's with --via) (default: %(default)s)",
     )
     simulate.add_argument(
-        "--customers", type=int, default=10_000, help="new customers (default: %(default)s)"
+        "--customers",
+        type=at_least(1),
+        default=10_000,
+        help="new customers (default: %(default)s)",
     )
     simulate.add_argument(
-        "--days", type=int, default=365, help="days simulated per customer (default: %(default)s)"
+        "--days",
+        type=at_least(1),
+        default=365,
+        help="days simulated per customer (default: %(default)s)",
     )
     simulate.add_argument(
         "--seed",
-        type=int,
+        type=at_least(0),
         default=0,
         help="seed of the simulated world (the engine's own seed is in its config)"
         " (default: %(default)s)",
@@ -152,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_sub = simulate.add_subparsers(dest="simulate_command", metavar="[calibrate]")
     calibrate = simulate_sub.add_parser(
         "calibrate",
+        parents=[common],
         help="fit the no-marketing behaviour to a transaction log and check it on a holdout",
         description="Fit the purchase core (Pareto/NBD), the follow-up burst and the spend model "
         "on the first W weeks of a purchase log, simulate the rest, and compare.",
@@ -160,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--transactions", required=True, help="purchase log: customer, date, amount per row"
     )
     calibrate.add_argument(
-        "--calibration-weeks", type=int, required=True, help="weeks fitted; the rest is the holdout"
+        "--calibration-weeks",
+        type=at_least(1),
+        required=True,
+        help="weeks fitted; the rest is the holdout",
     )
     calibrate.add_argument(
         "--columns",
@@ -173,7 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario", dest="base_scenario", help="scenario to take everything else from"
     )
     calibrate.add_argument(
-        "--seed", type=int, default=0, help="seed of the holdout simulation (default: %(default)s)"
+        "--seed",
+        type=at_least(0),
+        default=0,
+        help="seed of the holdout simulation (default: %(default)s)",
     )
     calibrate.add_argument(
         "--out", required=True, help="directory for the fitted scenario and calibration.json"
@@ -183,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="start a server and run a scripted channel-system session against it",
         description="Start `anstoss serve` on a free port and play a short scripted session.",
     )
@@ -204,10 +237,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from engine.errors import AnstossError
 
+    command = " ".join(c for c in (args.command, getattr(args, "simulate_command", None)) if c)
     try:
         return int(args.func(args) or 0)
-    except AnstossError as exc:
-        print(f"anstoss {args.command}: {exc}", file=sys.stderr)
+    except (AnstossError, UsageError) as exc:
+        print(f"anstoss {command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A file the command cannot read or write (a full disk, a missing permission).
+        logging.getLogger("anstoss").debug("file error", exc_info=True)
+        print(f"anstoss {command}: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from cli.usage import UsageError, output_dir, reachable
 from engine.config import load_config
 
 
@@ -77,18 +80,28 @@ def run_simulation(args: argparse.Namespace) -> int:
         if args.config
         else None
     )
+    if args.out:
+        output_dir(args.out, "--out")  # before the run, not after it
+    if args.via:
+        reachable(args.via)
     started = time.perf_counter()
-    result = simulate(
-        scenario,
-        policy=args.policy,
-        customers=args.customers,
-        days=args.days,
-        seed=args.seed,
-        via=args.via,
-        config=config,
-        truth=args.truth,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
+    try:
+        result = simulate(
+            scenario,
+            policy=args.policy,
+            customers=args.customers,
+            days=args.days,
+            seed=args.seed,
+            via=args.via,
+            config=config,
+            truth=args.truth,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+    except grpc.RpcError as exc:  # the --via server went away or refused the calls
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        name = code.name if code is not None else "an error"
+        raise UsageError(f"--via {args.via}: the server answered {name}: {details}") from None
     elapsed = time.perf_counter() - started
     result.summary["seconds"] = round(elapsed, 3)
     print(format_summary(result.summary, [c.name for c in scenario.catalog.channels]))
@@ -102,6 +115,7 @@ def run_simulation(args: argparse.Namespace) -> int:
 def run_calibration(args: argparse.Namespace) -> int:
     from simulator.calibrate import calibrate, format_calibration
 
+    output_dir(args.out, "--out")
     report = calibrate(
         args.transactions,
         calibration_weeks=args.calibration_weeks,

@@ -7,6 +7,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from engine.catalog import Catalog, load_catalog, load_catalog_from
 from engine.errors import ConfigError
@@ -119,16 +120,18 @@ def load_config(
     root = load_toml(path)
     catalog_path = root.string("catalog", "")
     catalog = load_catalog_from(catalog_path, path)
-    seed = root.integer("seed", 20261124, minimum=0)
+    seed = root.integer("seed", EngineConfig.seed, minimum=0)
     experiment = _experiment(root.table("experiment"), policy_kinds)
     bandit = _bandit(root.table("bandit"))
     rewards = _rewards(root.table("rewards"))
     learning = root.table("learning")
-    checkpoint_every = learning.integer("checkpoint_every", 500, minimum=1)
+    checkpoint_every = learning.integer(
+        "checkpoint_every", EngineConfig.checkpoint_every, minimum=1
+    )
     closes_per_call = learning.integer("closes_per_call", EngineConfig.closes_per_call, minimum=0)
     learning.reject_unknown()
     store = root.table("store")
-    synchronous = store.string("synchronous", "normal", choices=("normal", "full"))
+    synchronous = store.string("synchronous", EngineConfig.synchronous, choices=("normal", "full"))
     store.reject_unknown()
     limits = _limits(root.table("limits"))
     time = _time(root.table("time"))
@@ -148,9 +151,18 @@ def load_config(
     )
 
 
+def _field_default(cls: type, name: str) -> Any:
+    """The default of a dataclass field, also when it comes from a factory."""
+    (f,) = (f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def _experiment(t: Table, kinds: tuple[str, ...]) -> Experiment:
-    name = t.string("name", "chain-vs-bandit")
-    salt = t.string("salt", name)
+    defaults: Experiment = _field_default(EngineConfig, "experiment")
+    name = t.string("name", defaults.name)
+    # A new experiment is salted with its name, so renaming one reshuffles its customers; the
+    # default experiment keeps its own salt.
+    salt = t.string("salt", defaults.salt if name == defaults.name else name)
     arms = []
     for a in t.tables("arms"):
         arms.append(
@@ -163,7 +175,7 @@ def _experiment(t: Table, kinds: tuple[str, ...]) -> Experiment:
         a.reject_unknown()
     t.reject_unknown()
     if not arms:
-        arms = [Arm("chain", "chain", 0.5), Arm("bandit", "bandit", 0.5)]
+        arms = list(defaults.arms)
     try:
         return Experiment(name, salt, tuple(arms))
     except ValueError as exc:
@@ -171,17 +183,23 @@ def _experiment(t: Table, kinds: tuple[str, ...]) -> Experiment:
 
 
 def _bandit(t: Table) -> BanditConfig:
+    defaults = BanditConfig()
     cfg = BanditConfig(
-        exploration=t.string("exploration", "epsilon", choices=EXPLORATIONS),
-        epsilon=t.number("epsilon", 0.1, minimum=0, maximum=1),
+        exploration=t.string("exploration", defaults.exploration, choices=EXPLORATIONS),
+        epsilon=t.number("epsilon", defaults.epsilon, minimum=0, maximum=1),
         squarecb_gamma_scale=t.number(
-            "squarecb_gamma_scale", 10.0, minimum=0, exclusive_minimum=True
+            "squarecb_gamma_scale",
+            defaults.squarecb_gamma_scale,
+            minimum=0,
+            exclusive_minimum=True,
         ),
-        cb_type=t.string("cb_type", "mtr", choices=("mtr", "ips", "dr", "dm")),
-        learning_rate=t.number("learning_rate", 0.5, minimum=0, exclusive_minimum=True),
-        power_t=t.number("power_t", 0.0, minimum=0, maximum=1),
-        interactions=tuple(t.strings("interactions", ["UA"])),
-        extra_args=tuple(t.strings("extra_args", [])),
+        cb_type=t.string("cb_type", defaults.cb_type, choices=("mtr", "ips", "dr", "dm")),
+        learning_rate=t.number(
+            "learning_rate", defaults.learning_rate, minimum=0, exclusive_minimum=True
+        ),
+        power_t=t.number("power_t", defaults.power_t, minimum=0, maximum=1),
+        interactions=tuple(t.strings("interactions", list(defaults.interactions))),
+        extra_args=tuple(t.strings("extra_args", list(defaults.extra_args))),
     )
     for pair in cfg.interactions:
         if len(pair) != 2 or not set(pair) <= {"U", "A"}:
@@ -195,12 +213,17 @@ def _bandit(t: Table) -> BanditConfig:
 
 
 def _rewards(t: Table) -> RewardRule:
+    defaults = RewardRule()
     rule = RewardRule(
-        window_days=t.number("attribution_window_days", 10.0, minimum=0, exclusive_minimum=True),
-        lateness_hours=t.number("allowed_lateness_hours", 24.0, minimum=0),
-        margin_rate=t.number("margin_rate", 0.3, minimum=0, maximum=1),
-        no_outcome_reward=t.number("no_outcome_reward", 0.0),
-        unsubscribe_penalty=t.number("unsubscribe_penalty", 2.0, minimum=0),
+        window_days=t.number(
+            "attribution_window_days", defaults.window_days, minimum=0, exclusive_minimum=True
+        ),
+        lateness_hours=t.number("allowed_lateness_hours", defaults.lateness_hours, minimum=0),
+        margin_rate=t.number("margin_rate", defaults.margin_rate, minimum=0, maximum=1),
+        no_outcome_reward=t.number("no_outcome_reward", defaults.no_outcome_reward),
+        unsubscribe_penalty=t.number(
+            "unsubscribe_penalty", defaults.unsubscribe_penalty, minimum=0
+        ),
     )
     t.reject_unknown()
     return rule

@@ -105,6 +105,10 @@ class TouchpointResponse:
     bond_boost: float = 0.0
 
 
+# Days after a customer's first purchase on which the channel systems ask the engine.
+DECISION_DAYS = (0, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 240, 300, 360)
+
+
 @dataclass(frozen=True)
 class Scenario:
     catalog: Catalog
@@ -116,7 +120,7 @@ class Scenario:
     catalog_path: str = ""
     start_date: date = date(2026, 1, 5)
     arrival_days: int = 90
-    decision_days: tuple[int, ...] = (0, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180)
+    decision_days: tuple[int, ...] = DECISION_DAYS
     margin_rate: float = 0.3
     extra_items_mean: float = 1.2
     name_known_share: float = 0.7
@@ -142,15 +146,19 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     """Load and validate a scenario file (the shipped default when `path` is None)."""
     path = default_scenario_path() if path is None else Path(path)
     root = load_toml(path)
-    catalog_path = root.string("catalog", "")
+    catalog_path = root.string("catalog", _default(Scenario, "catalog_path"))
     catalog = load_catalog_from(catalog_path, path)
     try:
-        start = date.fromisoformat(root.string("start_date", "2026-01-05"))
+        start = date.fromisoformat(
+            root.string("start_date", _default(Scenario, "start_date").isoformat())
+        )
     except ValueError:
         raise root.error("start_date", "expected a date like 2026-01-05") from None
     if start < date(2000, 1, 1):  # the engine refuses times before 2000 (time.earliest)
         raise root.error("start_date", f"expected a date from 2000-01-01 on, got {start}")
-    decision_days = tuple(int(d) for d in root.numbers("decision_days", [0, 1, 3, 7, 14, 30]))
+    decision_days = tuple(
+        int(d) for d in root.numbers("decision_days", list(_default(Scenario, "decision_days")))
+    )
     if (
         not decision_days
         or any(d < 0 for d in decision_days)
@@ -168,11 +176,17 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         name=root.string("name", path.stem),
         catalog_path=catalog_path,
         start_date=start,
-        arrival_days=root.integer("arrival_days", 90, minimum=1),
+        arrival_days=root.integer("arrival_days", _default(Scenario, "arrival_days"), minimum=1),
         decision_days=decision_days,
-        margin_rate=root.number("margin_rate", 0.3, minimum=0, maximum=1),
-        extra_items_mean=other.number("extra_items_mean", 1.2, minimum=0),
-        name_known_share=other.number("name_known_share", 0.7, minimum=0, maximum=1),
+        margin_rate=root.number(
+            "margin_rate", _default(Scenario, "margin_rate"), minimum=0, maximum=1
+        ),
+        extra_items_mean=other.number(
+            "extra_items_mean", _default(Scenario, "extra_items_mean"), minimum=0
+        ),
+        name_known_share=other.number(
+            "name_known_share", _default(Scenario, "name_known_share"), minimum=0, maximum=1
+        ),
         spend=_table(root.table("spend"), Spend),
         bond=_table(root.table("bond"), Bond),
         burst=_table(root.table("burst"), Burst),
@@ -187,6 +201,11 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     if not 0 <= scenario.bond.initial <= 1:
         raise ConfigError(str(path), "bond.initial", "must be between 0 and 1")
     return scenario
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of a dataclass field: the one place a scenario default is written."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
 def _table(t: Table, cls: type) -> Any:
@@ -227,8 +246,13 @@ def _segments(root: Table, catalog: Catalog) -> tuple[Segment, ...]:
                 dropout_per_year=t.number("dropout_per_year", minimum=0),
                 dropout_shape=t.number("dropout_shape", minimum=0, exclusive_minimum=True),
                 burst_probability=t.number("burst_probability", 0.0, minimum=0, maximum=0.999),
-                logit_intercept=0.0 if last else t.number("logit_intercept", 0.0),
-                logit_first_basket=0.0 if last else t.number("logit_first_basket", 0.0),
+                # The last segment takes the rest: its logits are never used.
+                logit_intercept=0.0
+                if last
+                else t.number("logit_intercept", _default(Segment, "logit_intercept")),
+                logit_first_basket=0.0
+                if last
+                else t.number("logit_first_basket", _default(Segment, "logit_first_basket")),
                 response=response,
             )
         )
@@ -273,7 +297,9 @@ def _channels(t: Table, catalog: Catalog) -> dict[str, ChannelResponse]:
             fatigue_weight=c.number("fatigue_weight", minimum=0),
             optout_per_touch=c.number("optout_per_touch", minimum=0, maximum=1),
             consent_share=c.number("consent_share", minimum=0, maximum=1),
-            affinity_sd=c.number("affinity_sd", 0.0, minimum=0),
+            affinity_sd=c.number(
+                "affinity_sd", _default(ChannelResponse, "affinity_sd"), minimum=0
+            ),
         )
         c.reject_unknown()
     return out
@@ -284,19 +310,20 @@ def _touchpoints(t: Table, catalog: Catalog) -> dict[str, TouchpointResponse]:
     for name in t:
         if name not in catalog.touchpoint_index:
             raise t.error(name, f"unknown touchpoint {name!r} (not in the catalog)")
+    defaults = TouchpointResponse()
     for touchpoint in catalog.touchpoints:
         tp = t.table(touchpoint.name)
         out[touchpoint.name] = TouchpointResponse(
-            relevance=tp.number("relevance", 1.0, minimum=0),
+            relevance=tp.number("relevance", defaults.relevance, minimum=0),
             early_relevance=tp.number("early_relevance", minimum=0)
             if "early_relevance" in tp
             else None,
-            early_days=tp.integer("early_days", 0, minimum=0),
+            early_days=tp.integer("early_days", defaults.early_days, minimum=0),
             lapsed_relevance=tp.number("lapsed_relevance", minimum=0)
             if "lapsed_relevance" in tp
             else None,
-            lapsed_days=tp.integer("lapsed_days", 0, minimum=0),
-            bond_boost=tp.number("bond_boost", 0.0, minimum=0, maximum=1),
+            lapsed_days=tp.integer("lapsed_days", defaults.lapsed_days, minimum=0),
+            bond_boost=tp.number("bond_boost", defaults.bond_boost, minimum=0, maximum=1),
         )
         tp.reject_unknown()
     return out

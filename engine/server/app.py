@@ -13,12 +13,12 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from engine.config import EngineConfig
 from engine.decide import DecisionEngine
 from engine.errors import ConfigError, StorageError
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
+from engine.server.reflection import enable_reflection
 from engine.server.replies import check_reply_limits
 from engine.server.service import DecisionServicer
 from engine.store.sqlite import SQLiteStore
@@ -146,9 +146,7 @@ def start_server(
     server.add_generic_rpc_handlers((servicer.handlers(),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind {host}:{port}")
