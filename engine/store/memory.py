@@ -73,6 +73,7 @@ class MemoryStore:
                 "permission": (np.int8, (n_channels,), 0),
                 "permission_time": (np.int64, (n_channels,), NO_TIME),
                 "tp_sent": (np.int64, (n_touchpoints,), 0),
+                "tp_last": (np.int64, (n_touchpoints,), NO_TIME),
             }
         )
         # Contact history of the last 30 days (ring per customer) and open decisions per
@@ -182,6 +183,7 @@ class MemoryStore:
         st.last_purchase_time[rows] = cust["last_time"][c]
         st.permission[rows] = cust["permission"][c]
         st.touchpoint_sent[rows] = cust["tp_sent"][c]
+        st.last_touchpoint_time[rows] = cust["tp_last"][c]
         ring_t, ring_c = self._ring_t[c], self._ring_c[c]
         t = st.times[rows][:, None]
         past = ring_t <= t
@@ -287,6 +289,8 @@ class MemoryStore:
             self._ring_t[c, slot] = t
             self._ring_c[c, slot] = channel[rows]
             self._cust["tp_sent"][c, touchpoint[rows]] += 1
+            last = self._cust["tp_last"]
+            last[c, touchpoint[rows]] = np.maximum(last[c, touchpoint[rows]], t)
 
     def _seq_of(self, decision_id: str) -> int | None:
         prefix, _, number = decision_id.rpartition("-")

@@ -331,7 +331,8 @@ class SQLiteStore:
                 f"WITH request(i, customer_id, t) AS (VALUES {values})"
                 " SELECT r.i, d.channel, d.touchpoint, count(*),"
                 f" sum(d.time > r.t - {week}), sum(d.time > r.t - {month}),"
-                f" coalesce(max(CASE WHEN d.time > r.t - {month} THEN d.time END), {NO_TIME})"
+                f" coalesce(max(CASE WHEN d.time > r.t - {month} THEN d.time END), {NO_TIME}),"
+                " max(d.time)"
                 " FROM request r JOIN decisions d ON d.customer_id = r.customer_id"
                 " AND d.time <= r.t"
                 " WHERE d.channel != '' GROUP BY r.i, d.channel, d.touchpoint",
@@ -342,7 +343,8 @@ class SQLiteStore:
             row = np.array([r[0] for r in result])
             c = np.array([cat.channel_index.get(r[1], -1) for r in result])
             p = np.array([cat.touchpoint_index.get(r[2], -1) for r in result])
-            counts = np.array([r[3:] for r in result], dtype=np.int64)  # n, in 7d, in 30d, last
+            # n, in 7d, in 30d, last in 30d, last
+            counts = np.array([r[3:] for r in result], dtype=np.int64)
             known = c >= 0
             rc = (row[known], c[known])
             np.add.at(st.contacts_7d, rc, counts[known, 1])
@@ -350,6 +352,7 @@ class SQLiteStore:
             np.maximum.at(st.last_contact_time, rc, counts[known, 3])
             known = p >= 0
             np.add.at(st.touchpoint_sent, (row[known], p[known]), counts[known, 0])
+            np.maximum.at(st.last_touchpoint_time, (row[known], p[known]), counts[known, 4])
 
     # -- decisions --------------------------------------------------------------------------
 

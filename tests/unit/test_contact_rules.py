@@ -7,6 +7,7 @@ import pytest
 
 from engine.catalog import Catalog
 from engine.contact import ContactPolicy, Rule
+from engine.lifecycle import LifecycleDays
 from engine.requests import NO_OCCASION
 from engine.state import (
     PERMISSION_GRANTED,
@@ -25,6 +26,7 @@ def state(catalog: Catalog, days_since_first: int | None = 5) -> CustomerStates:
         st.known[0] = True
         st.first_purchase_time[0] = T0 - days_since_first * DAY - 3600
         st.purchases[0] = 1
+    st.count_days(LifecycleDays())
     return st
 
 
