@@ -347,6 +347,11 @@ class DecisionServicer:
                 for a in self.engine.experiment.arms
             ],
             attribution_window_days=self.engine.config.rewards.window_days,
+            chain_catch_up_days=cat.chain_catch_up_days,
+            time=pb.TimeRules(
+                zone=self.engine.config.time.zone,
+                lifecycle_days=self.engine.config.time.lifecycle_days,
+            ),
         )
 
 

@@ -1,4 +1,5 @@
-"""Over the wire: a customer with no known first purchase gets no touchpoint."""
+"""Over the wire: a customer with no known first purchase gets no touchpoint, and GetCatalog
+says how lifecycle days are counted."""
 
 from __future__ import annotations
 
@@ -64,3 +65,10 @@ def test_a_stream_batch_says_per_customer_whether_she_is_known(client: DecisionC
     assert [r.decision.customer_known for r in reply.results] == [True, False, False]
     stranger = _removed(reply.results[1].decision)
     assert stranger[("cross_sell", "email")].rule == pb.ELIGIBILITY_RULE_LIFECYCLE_WINDOW
+
+
+def test_get_catalog_says_how_lifecycle_days_are_counted(client: DecisionClient) -> None:
+    reply = client.catalog()
+    assert reply.chain_catch_up_days == 7
+    assert reply.time.zone == "Europe/Berlin"
+    assert reply.time.lifecycle_days == "calendar"
