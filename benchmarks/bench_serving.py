@@ -23,6 +23,7 @@ from engine.catalog import load_catalog
 from engine.config import BanditConfig
 from engine.contact import ContactPolicy
 from engine.features import build_features
+from engine.lifecycle import LifecycleDays
 from engine.policy.vw import VWModel
 from engine.requests import DecideBatch, EventBatch, EventType
 from engine.server._generated.anstoss.v1 import decision_pb2 as pb
@@ -171,6 +172,7 @@ def _raw_vw(seconds: float) -> float:
     states.first_purchase_time[:] = T0 - rng.integers(0, 60, n) * DAY
     states.first_order_value[:] = rng.gamma(4, 15, n)
     states.purchases[:] = 1
+    states.count_days(LifecycleDays())
     batch = DecideBatch(
         [f"c{i}" for i in range(n)], np.full(n, T0),
         acquisition_channel=["web"] * n, first_order_category=["garden"] * n, region=["DE"] * n,

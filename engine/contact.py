@@ -4,6 +4,10 @@ Hard rules first (consent, unsubscribes), then the catalog's rules (first shipme
 window, occasion, touchpoint limit), then frequency (minimum gap per channel, caps per channel and
 over all channels in 7 and 30 days). "No contact" is always eligible. Each removed action carries
 the first rule, in that order, that removed it.
+
+Every touchpoint is bound to the first purchase: its window counts lifecycle days from it (see
+engine/lifecycle.py), so for a customer with no known first purchase no touchpoint is in its
+window and only "no contact" remains.
 """
 
 from __future__ import annotations
@@ -66,7 +70,6 @@ class ContactPolicy:
         self._tp_max = np.array(
             [t.max_day if t.max_day >= 0 else np.iinfo(np.int64).max for t in tp]
         )
-        self._tp_windowed = np.array([t.min_day > 0 or t.max_day >= 0 for t in tp])
         self._tp_occasion = np.array([t.requires_occasion for t in tp])
         self._a_ch = catalog.action_channel[1:]
         self._a_tp = catalog.action_touchpoint[1:]
@@ -98,7 +101,7 @@ class ContactPolicy:
         # Touchpoint-level checks, (n, T).
         known = states.known[:, None]
         in_window = known & (days >= self._tp_min[None, :]) & (days <= self._tp_max[None, :])
-        window_bad = self._tp_windowed[None, :] & ~in_window
+        window_bad = ~in_window
         if days_to_occasion is None:
             due = np.zeros((n, 1), dtype=bool)
         else:
@@ -141,18 +144,20 @@ class ContactPolicy:
         rule = np.concatenate([np.zeros((n, 1), dtype=np.uint8), rule], axis=1)
         return Eligibility(allowed=rule == Rule.NONE, rule=rule)
 
-    def describe(self, rule: int, action_index: int) -> str:
-        """A human-readable reason for a removed action."""
+    def describe(self, rule: int, action_index: int, known: bool = True) -> str:
+        """A human-readable reason for a removed action (`known`: the customer's first
+        purchase is known)."""
         a = self.catalog.actions[action_index]
         ch = self.catalog.channels[self.catalog.channel_index[a.channel]]
         tp = self.catalog.touchpoints[self.catalog.touchpoint_index[a.touchpoint]]
+        window = f"{tp.min_day}.." + (str(tp.max_day) if tp.max_day >= 0 else "")
         texts = {
             Rule.NO_CONSENT: f"{ch.name}: no consent",
             Rule.UNSUBSCRIBED: f"{ch.name}: customer unsubscribed",
             Rule.FIRST_SHIPMENT_ONLY: f"{ch.name}: only with the first shipment (day 0, once)",
-            Rule.LIFECYCLE_WINDOW: f"{tp.name}: only on days {tp.min_day}.."
-            + (str(tp.max_day) if tp.max_day >= 0 else "")
-            + " after the first purchase",
+            Rule.LIFECYCLE_WINDOW: f"{tp.name}: only on days {window} after the first purchase"
+            if known
+            else f"{tp.name}: no first purchase known (only on days {window} after it)",
             Rule.OCCASION_NOT_DUE: f"{tp.name}: no occasion within "
             f"{self.catalog.occasion_lead_days} days",
             Rule.TOUCHPOINT_LIMIT: f"{tp.name}: sent {tp.max_per_customer} times already",

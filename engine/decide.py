@@ -36,6 +36,7 @@ from engine.decisions import (
 from engine.errors import AnstossError, Conflict, ModelError, PartialUpdate, UnknownDecision, shown
 from engine.features import build_features
 from engine.hashing import decision_draws, string_keys
+from engine.lifecycle import LifecycleDays
 from engine.policy import BanditPolicy, Policy, make_policy
 from engine.requests import DecideBatch, EventBatch, EventResult, Outcome
 from engine.store.base import Checkpoint, LogContext, OutcomeApplied, Store
@@ -76,6 +77,7 @@ class DecisionEngine:
         self.store = store
         self.experiment = config.experiment
         self.contact = ContactPolicy(self.catalog)
+        self.lifecycle = LifecycleDays(config.time.zone, config.time.lifecycle_days)
         overrides = dict(policies or {})
         self.policies: list[Policy] = [
             overrides.pop(arm.name)
@@ -189,6 +191,7 @@ class DecisionEngine:
         """Decide a batch in which every customer appears once."""
         n = len(batch)
         states = self.store.load_states(batch.customer_ids, batch.times)
+        states.count_days(self.lifecycle)  # one lifecycle day for rules, features and policies
         features = build_features(states, batch, self.catalog.occasion_lead_days)
         eligibility = self.contact.evaluate(states, batch.days_to_occasion, batch.candidates)
         allowed = eligibility.allowed

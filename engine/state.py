@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.timeutil import DAY
+from engine.lifecycle import LifecycleDays
 
 # Per channel, two registers, each set by the latest event by time (the later to arrive on the
 # same time): consent (granted / withdrawn, e.g. a CRM's consent sync) and subscription (an
@@ -29,7 +29,10 @@ UNSUBSCRIBED_OF_EVENT = {5: True, 8: False}
 
 @dataclass
 class CustomerStates:
-    """Snapshot of n customers; time columns are epoch seconds, NO_TIME where there is none."""
+    """Snapshot of n customers; time columns are epoch seconds, NO_TIME where there is none.
+
+    The stores fill the columns up to `last_touchpoint_time`; the lifecycle days are counted
+    from them by `count_days` (the engine does, with the configured zone and counting)."""
 
     customer_ids: list[str]
     times: np.ndarray  # (n,) decision time of each row
@@ -46,6 +49,10 @@ class CustomerStates:
     last_contact_time: np.ndarray  # (n, C) int64
     touchpoint_sent: np.ndarray  # (n, T) int64, contacts per touchpoint up to t (all time)
     last_touchpoint_time: np.ndarray  # (n, T) int64, latest contact per touchpoint up to t
+    # Lifecycle days (engine/lifecycle.py; 0 is the first purchase's day), -1 where unknown:
+    # of the decision time, and of each touchpoint's latest contact.
+    lifecycle_day: np.ndarray  # (n,) int64
+    last_touchpoint_day: np.ndarray  # (n, T) int64
 
     @classmethod
     def empty(
@@ -68,15 +75,30 @@ class CustomerStates:
             last_contact_time=np.full((n, n_channels), NO_TIME, dtype=np.int64),
             touchpoint_sent=np.zeros((n, n_touchpoints), dtype=np.int64),
             last_touchpoint_time=np.full((n, n_touchpoints), NO_TIME, dtype=np.int64),
+            lifecycle_day=np.full(n, -1, dtype=np.int64),
+            last_touchpoint_day=np.full((n, n_touchpoints), -1, dtype=np.int64),
         )
 
     def __len__(self) -> int:
         return len(self.times)
 
+    def count_days(self, days: LifecycleDays) -> None:
+        """Count the lifecycle days from the first purchase the way `days` counts them.
+
+        A moment before the first purchase (a decision logged before its customer's first
+        purchase arrived) counts as day 0, so a contact it made has the decision's day."""
+        moments = np.concatenate([self.times[:, None], self.last_touchpoint_time], axis=1)
+        valid = self.known[:, None] & (moments != NO_TIME)
+        counted = np.where(
+            valid, np.maximum(days.days_after(self.first_purchase_time, moments), 0), -1
+        )
+        self.lifecycle_day = counted[:, 0]
+        self.last_touchpoint_day = counted[:, 1:]
+
     def days_since_first_purchase(self) -> np.ndarray:
-        """Whole days since the first purchase; -1 where no purchase is known."""
-        days = (self.times - self.first_purchase_time) // DAY
-        return np.where(self.known, np.maximum(days, 0), -1)
+        """The lifecycle day of each decision (see `count_days`); -1 where no purchase is
+        known, 0 for a decision before the first purchase."""
+        return self.lifecycle_day
 
     def rows(self, index: np.ndarray) -> CustomerStates:
         picked = {k: v[index] for k, v in self.__dict__.items() if k != "customer_ids"}

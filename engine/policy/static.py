@@ -11,40 +11,67 @@ from engine.state import CustomerStates
 
 
 class ChainPolicy(StaticPolicy):
-    """The fixed contact chain: on a step's day the step's touchpoint over its first eligible
-    channel, otherwise no contact. Deterministic: the chosen action has probability 1.
+    """The fixed contact chain: each step's touchpoint over the first eligible of its channels,
+    once. Deterministic: the chosen action has probability 1.
+
+    A step is due from its lifecycle day through `Catalog.chain_catch_up_days` days later, so a
+    customer first asked after a step's day, or asked on a day none of its channels was
+    eligible, still gets it; the span ends early where the next step with the same touchpoint
+    begins (the chain reuses touchpoints: a voucher on days 7, 30 and 90), so that step takes
+    over. A step counts as fired once the customer got a contact with its touchpoint on a
+    lifecycle day at or after the step's day, so it never fires twice. Of the steps due and not
+    fired, the earliest with an eligible channel fires: one contact per decision.
 
     >>> from engine.catalog import load_catalog
-    >>> chain = ChainPolicy(load_catalog())
-    >>> chain.scheduled(np.array([0, 1, 2]))[:, 0] > 0
-    array([ True,  True, False])
+    >>> ChainPolicy(load_catalog()).spans[:4]
+    [('welcome', 0, 0), ('welcome', 1, 8), ('cross_sell', 3, 10), ('voucher', 7, 14)]
     """
 
     kind = "chain"
 
     def __init__(self, catalog: Catalog) -> None:
-        steps = catalog.chain_actions()
-        width = max((len(v) for v in steps.values()), default=1)
-        last_day = max(steps, default=0)
-        self._table = np.full((last_day + 2, width), -1, dtype=np.int64)  # last row: nothing due
-        for day, actions in steps.items():
-            self._table[day, : len(actions)] = actions
+        steps = catalog.chain  # sorted by day
+        self._day = np.array([s.day for s in steps], dtype=np.int64)
+        self._touchpoint = np.array(
+            [catalog.touchpoint_index[s.touchpoint] for s in steps], dtype=np.int64
+        )
+        last = self._day + catalog.chain_catch_up_days
+        for i, step in enumerate(steps):
+            following = [s.day for s in steps[i + 1 :] if s.touchpoint == step.touchpoint]
+            if following:
+                last[i] = min(last[i], following[0] - 1)
+        self._last = last
+        by_day = catalog.chain_actions()  # in channel preference
+        width = max((len(s.channels) for s in steps), default=1)
+        self._actions = np.zeros((len(steps), width), dtype=np.int64)  # 0 pads: never chosen
+        for i, step in enumerate(steps):
+            self._actions[i, : len(by_day[step.day])] = by_day[step.day]
+        self.spans = [
+            (s.touchpoint, int(first), int(until))
+            for s, first, until in zip(steps, self._day, self._last, strict=True)
+        ]
 
-    def scheduled(self, days: np.ndarray) -> np.ndarray:
-        """(n, width) actions due on each day (preference order; -1 = none)."""
-        rows = np.where((days >= 0) & (days < len(self._table) - 1), days, len(self._table) - 1)
-        return self._table[rows]
+    def due(self, states: CustomerStates) -> np.ndarray:
+        """(n, steps): the steps due and not fired yet at each row's decision."""
+        day = states.lifecycle_day[:, None]
+        fired = states.last_touchpoint_day[:, self._touchpoint] >= self._day
+        return (day >= self._day) & (day <= self._last) & ~fired
 
     def probabilities(
         self, features: FeatureBatch, states: CustomerStates, allowed: np.ndarray
     ) -> np.ndarray:
         n = len(states)
-        due = self.scheduled(states.days_since_first_purchase())
-        ok = (due >= 0) & allowed[np.arange(n)[:, None], np.maximum(due, 0)]
-        first = ok.argmax(axis=1)
-        chosen = np.where(ok.any(axis=1), due[np.arange(n), first], 0)
+        rows = np.arange(n)
         probs = np.zeros(allowed.shape)
-        probs[np.arange(n), chosen] = 1.0
+        if len(self._day) == 0:
+            probs[:, 0] = 1.0
+            return probs
+        usable = allowed[:, self._actions] & (self._actions > 0)  # (n, steps, channels)
+        ready = self.due(states) & usable.any(axis=2)
+        step = ready.argmax(axis=1)  # the earliest step ready
+        channel = usable[rows, step].argmax(axis=1)  # its first eligible channel
+        chosen = np.where(ready[rows, step], self._actions[step, channel], 0)
+        probs[rows, chosen] = 1.0
         return probs
 
 

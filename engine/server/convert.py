@@ -22,6 +22,7 @@ from engine.contact import ContactPolicy
 from engine.decisions import DecisionBatch, DecisionRecord
 from engine.errors import InvalidRequest, LimitExceeded, shown
 from engine.experiment import Experiment
+from engine.features import NUMERIC_FEATURES
 from engine.requests import (
     CHANNEL_EVENTS,
     DECISION_EVENTS,
@@ -39,6 +40,7 @@ DEFAULT_OUTCOME_ID = "reward"  # the one final reward of a decision
 # about a kilobyte each. (Kept as messages they took some 60 KB of native memory each, and a
 # server's RSS grew with every new pattern.)
 _PATTERN_CACHE = 4096
+_KNOWN = NUMERIC_FEATURES.index("known")  # 1 when the customer's first purchase is known
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Converter:
         ]
         self._costs = catalog.action_cost.tolist()
         self._keys = catalog.action_keys
-        self._removed_cache: dict[tuple[int, int], pb.RemovedAction] = {}
+        self._removed_cache: dict[tuple[int, int, bool], pb.RemovedAction] = {}
         self._lists: dict[bytes, bytes] = {}
 
     # -- common fields ----------------------------------------------------------------------
@@ -296,6 +298,7 @@ class Converter:
         removed = batch.removed_actions()
         probabilities = batch.probabilities.tolist()
         patterns = batch.patterns()
+        known = (batch.features.numeric[:, _KNOWN] > 0).tolist()
         lists = self._lists
         for i in range(len(batch)):
             c = chosen[i]
@@ -316,10 +319,13 @@ class Converter:
             decision.attribution_window_end.seconds = window_end[i]
             decision.request_id = request_ids[i]
             decision.defer_activation = deferred[i]
+            decision.customer_known = known[i]
             # Rows repeat a few patterns (the chain is deterministic, epsilon-greedy has two
             # probability values): serialise the eligible and removed lists once per pattern
             # and merge the bytes into each decision (the wire format appends repeated fields).
-            shared = lists.get(patterns[i])
+            # The removed details also say whether the first purchase is known.
+            pattern = patterns[i] if known[i] else b"unknown:" + patterns[i]
+            shared = lists.get(pattern)
             if shared is None:
                 rules = batch.rule[i]
                 shared = pb.Decision(
@@ -327,28 +333,28 @@ class Converter:
                         pb.ActionProbability(action=actions[a], probability=probs[a], cost=costs[a])
                         for a in eligible[i]
                     ],
-                    removed=[self._removed_message(int(rules[a]), a) for a in removed[i]],
+                    removed=[self._removed_message(int(rules[a]), a, known[i]) for a in removed[i]],
                 ).SerializeToString()
                 if len(lists) >= _PATTERN_CACHE:
                     lists.clear()
-                lists[patterns[i]] = shared
+                lists[pattern] = shared
             decision.MergeFromString(shared)
         return out
 
-    def _removed_message(self, rule: int, action: int) -> pb.RemovedAction:
-        key = (rule, action)
+    def _removed_message(self, rule: int, action: int, known: bool) -> pb.RemovedAction:
+        key = (rule, action, known)
         message = self._removed_cache.get(key)
         if message is None:
             message = self._removed_cache[key] = pb.RemovedAction(
                 action=self._actions[action],
                 rule=pb.EligibilityRule.ValueType(rule),
-                detail=self.contact.describe(rule, action),
+                detail=self.contact.describe(rule, action, known),
             )
         return message
 
-    def _detail(self, rule: int, key: str) -> str:
+    def _detail(self, rule: int, key: str, known: bool) -> str:
         index = self.catalog.index_of_key(key)
-        return self._removed_message(rule, index).detail if index else ""
+        return self._removed_message(rule, index, known).detail if index else ""
 
     def record(self, record: DecisionRecord, experiment: Experiment) -> pb.Decision:
         """A decision read back from the log -> protobuf."""
@@ -366,6 +372,7 @@ class Converter:
             return self._costs[index] if index is not None else 0.0
 
         chosen = action(record.action)
+        known = float(record.features.get("known", 0.0)) > 0
         return pb.Decision(
             decision_id=record.decision_id,
             customer_id=record.customer_id,
@@ -382,7 +389,7 @@ class Converter:
                 pb.RemovedAction(
                     action=action(k),
                     rule=pb.EligibilityRule.ValueType(rule),
-                    detail=self._detail(rule, k),
+                    detail=self._detail(rule, k, known),
                 )
                 for k, rule in record.removed
             ],
@@ -393,6 +400,7 @@ class Converter:
             attribution_window_end=Timestamp(seconds=record.window_end),
             request_id=record.request_id,
             defer_activation=record.deferred,
+            customer_known=known,
         )
 
     # -- events and outcomes ----------------------------------------------------------------

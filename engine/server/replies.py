@@ -37,6 +37,7 @@ def largest_decision(engine: DecisionEngine, convert: Converter) -> pb.DecideRes
         no_contact=True,
         probability=0.123456789,
         cost=123456.789,
+        customer_known=True,
     )
     decision.time.seconds = decision.attribution_window_end.seconds = 253_402_300_799
     longest = max(range(cat.n_actions), key=lambda a: len(cat.action_keys[a]))
@@ -48,7 +49,10 @@ def largest_decision(engine: DecisionEngine, convert: Converter) -> pb.DecideRes
         )
         if a == 0:
             continue
-        detail = max((convert.contact.describe(r, a) for r in rules), key=len)
+        detail = max(
+            (convert.contact.describe(r, a, known) for r in rules for known in (True, False)),
+            key=len,
+        )
         decision.removed.add(
             action=pb.Action(**_names(cat.actions[a])),
             rule=pb.EligibilityRule.ValueType(max(rules)),

@@ -142,6 +142,11 @@ def test_one_huge_reward_cannot_wreck_the_bandit(serve: ServeFactory) -> None:
         client.outcome(d.decision_id, T0 + i * 60 + 30, reward=-5.0 if d.no_contact else 5.0)
         taught += 1
         i += 1
+    # Probes and fresh customers with a known first purchase (an unknown customer can only
+    # get "no contact"), bought a day before their decisions: the same features for both.
+    for name in ("probe", "fresh"):
+        for j in range(30):
+            _purchase(client, f"{name}{j}", T0 + i * 60 + j - DAY, 40.0, f"first-{name}{j}")
     probe = [client.decide(f"probe{j}", T0 + i * 60 + j) for j in range(30)]
     before = [_greedy(d) for d in probe]
     assert all(not g.startswith("@") for g in before)  # it prefers to contact someone

@@ -208,7 +208,8 @@ def test_no_decision_breaks_consent_or_caps_memory(
 
 def test_the_property_test_sees_contacts() -> None:
     """Guard against a vacuous property: a plain history does produce checked contacts."""
-    script = [("decide", ["a", "b", "c"])] * 12
-    checked, contacts = run(BASE, script, [24] * 12, "sqlite", "random")
+    # Only customers with a known first purchase can be contacted.
+    script = [("purchase", c) for c in CUSTOMERS] + [("decide", ["a", "b", "c"])] * 12
+    checked, contacts = run(BASE, script, [1] * 3 + [24] * 12, "sqlite", "random")
     assert checked == 36
     assert contacts >= 12

@@ -7,6 +7,7 @@ import pytest
 
 from engine.catalog import Catalog
 from engine.contact import ContactPolicy, Rule
+from engine.lifecycle import LifecycleDays
 from engine.requests import NO_OCCASION
 from engine.state import (
     PERMISSION_GRANTED,
@@ -24,6 +25,7 @@ def state(catalog: Catalog, days_since_first: int | None = 5) -> CustomerStates:
         st.known[0] = True
         st.first_purchase_time[0] = T0 - days_since_first * DAY - 3600
         st.purchases[0] = 1
+    st.count_days(LifecycleDays())
     return st
 
 
@@ -75,7 +77,9 @@ def test_lifecycle_windows_and_unknown_customers(catalog: Catalog) -> None:
     assert rules(catalog, state(catalog, 7))["nps_survey@email"] == Rule.NONE
     unknown = rules(catalog, state(catalog, None))
     assert unknown["welcome@email"] == Rule.LIFECYCLE_WINDOW
-    assert unknown["reminder@email"] == Rule.NONE  # no window: fine without a first purchase
+    # Every touchpoint counts its days from the first purchase, open-ended ones too.
+    assert unknown["reminder@email"] == Rule.LIFECYCLE_WINDOW
+    assert unknown["cross_sell@postcard"] == Rule.LIFECYCLE_WINDOW
 
 
 @pytest.mark.parametrize(
@@ -135,4 +139,9 @@ def test_every_rule_has_a_readable_reason(catalog: Catalog) -> None:
     assert texts[Rule.CHANNEL_CAP_7D] == "email: cap of 2 contacts in 7 days reached"
     assert texts[Rule.CAP_30D] == "cap of 8 contacts in 30 days reached"
     assert texts[Rule.MIN_GAP] == "email: less than 1 days since its last contact"
+    assert texts[Rule.LIFECYCLE_WINDOW] == "reminder: only on days 0.. after the first purchase"
+    assert (
+        policy.describe(Rule.LIFECYCLE_WINDOW, email, known=False)
+        == "reminder: no first purchase known (only on days 0.. after it)"
+    )
     assert all(text and not text.isupper() for text in texts.values())

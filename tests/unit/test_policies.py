@@ -32,9 +32,14 @@ def test_chain_follows_the_schedule_over_the_first_eligible_channel(
         return cat.action_keys[d.chosen[0]]
 
     assert action("a", 0) == "welcome@parcel_insert"
-    assert action("a", 2) == "no_contact"  # no step on day 2
+    assert action("a", 1) == "welcome@email"
+    assert action("a", 2) == "no_contact"  # no step due on day 2
+    assert action("a", 3) == "cross_sell@email"
+    assert action("a", 7) == "no_contact"  # e-mail cap: the day-1 and day-3 mails
+    assert action("a", 8) == "voucher@email"  # caught up once the day-1 mail left the week
     assert action("a", 14) == "reminder@push"  # push consented: first preference
-    assert action("b", 14) == "reminder@email"  # no push consent: falls back to e-mail
+    assert action("b", 14) == "voucher@email"  # the day-7 step, caught up on its last day
+    assert action("b", 15) == "reminder@email"  # no push consent: falls back to e-mail
     engine.report_events(
         channel_events(cat, ["b"], [T0 + 20 * DAY], EventType.UNSUBSCRIBED, ["email"])
     )
@@ -48,8 +53,7 @@ def test_random_is_uniform_over_eligible_and_none_never_contacts(catalog: Catalo
     np.testing.assert_allclose(probs, [[1 / 3, 1 / 3, 0, 1 / 3], [1, 0, 0, 0]])
     none = NoContactPolicy().probabilities(None, None, allowed)  # type: ignore[arg-type]
     np.testing.assert_array_equal(none, [[1, 0, 0, 0], [1, 0, 0, 0]])
-    chain = ChainPolicy(catalog)
-    assert chain.scheduled(np.array([5000, -1]))[:, 0].tolist() == [-1, -1]
+    assert ChainPolicy(catalog).spans[-1] == ("voucher", 360, 367)  # nothing due after it
 
 
 def _features(n: int, rng: np.random.Generator) -> FeatureBatch:
