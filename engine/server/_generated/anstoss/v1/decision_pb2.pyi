@@ -405,7 +405,9 @@ class DecideRequest(_message.Message):
     print run cut for budget). The decision counts as a contact (caps, gaps, touchpoint limits)
     only from the time a DELIVERED event for it reports it sent, and is learned from only if
     delivered before its attribution window closes; otherwise it closes as not executed (logged,
-    never learned). Without it the decision counts as a contact from its own time on.
+    never learned). While pending it counts for nothing, so another request for the customer
+    may be given the same contact (e.g. the same chain step): report DELIVERED or NOT_EXECUTED
+    promptly. Without it the decision counts as a contact from its own time on.
     """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
