@@ -9,6 +9,7 @@ silently dropped. Another customer's event with the same id is a different event
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -37,25 +38,35 @@ def content_of(events: EventBatch, i: int) -> EventContent:
     )
 
 
+Stored = EventContent | tuple[EventBatch, int]  # content, or where to read it (on a collision)
+
+
 def deduplicate(
     events: EventBatch,
-    stored: dict[tuple[str, str], EventContent],
+    stored: Mapping[tuple[str, str], Stored],
     results: list[EventResult | AnstossError | None],
 ) -> np.ndarray:
     """(n,) bool: the events to apply; duplicates and conflicts get their result in `results`.
-    `stored` holds the content of the applied events with the batch's keys; the batch's own
-    first occurrences are added to it."""
+    `stored` holds the events applied before by (customer, event id): their content, or the
+    batch and row to read it from (read only when an id comes again)."""
     keep = np.array([r is None for r in results], dtype=bool)
+    batch: dict[tuple[str, str], int] = {}
+    customers = events.customer_ids
     for i, event_id in enumerate(events.event_ids):
         if not event_id or not keep[i]:
             continue
-        key = (events.customer_ids[i], event_id)
-        content = content_of(events, i)
-        before = stored.get(key)
-        if before is None:
-            stored[key] = content
-            continue
+        key = (customers[i], event_id)
+        first = batch.get(key)
+        if first is not None:
+            before = content_of(events, first)
+        else:
+            found = stored.get(key)
+            if found is None:
+                batch[key] = i
+                continue
+            before = found if isinstance(found, EventContent) else content_of(*found)
         keep[i] = False
+        content = content_of(events, i)
         if before == content:
             results[i] = DUPLICATE
         else:

@@ -31,7 +31,7 @@ from engine.decisions import (
     occurrence_rounds,
 )
 from engine.errors import AnstossError, OutcomeRejected, UnknownDecision
-from engine.eventkeys import EventContent, content_of, deduplicate
+from engine.eventkeys import deduplicate
 from engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureBatch
 from engine.logschema import (
     DECISION_COLUMNS,
@@ -131,7 +131,8 @@ class MemoryStore:
         self._extras: dict[int, tuple[dict[str, float], dict[str, str]]] = {}
         self._context: LogContext | None = None
         self._events: list[tuple[EventBatch, np.ndarray]] = []  # applied rows per batch
-        self._event_keys: dict[tuple[str, str], EventContent] = {}  # (customer, event id)
+        # (customer, event id) -> the batch and row of the event applied with it
+        self._event_keys: dict[tuple[str, str], tuple[EventBatch, int]] = {}
         self._requests: dict[tuple[str, str], tuple[int, str]] = {}  # -> (seq, fingerprint)
         self._outcomes: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
@@ -212,18 +213,20 @@ class MemoryStore:
         past = (self._ring_d[c] >= 0) & (ring_t <= t)
         in7 = past & (ring_t > t - 7 * DAY)
         in30 = past & (ring_t > t - 30 * DAY)
-        for ch in range(len(cat.channels)):
-            on = ring_c == ch
-            st.contacts_7d[rows, ch] = (on & in7).sum(axis=1)
-            st.contacts_30d[rows, ch] = (on & in30).sum(axis=1)
-            st.last_contact_time[rows, ch] = np.where(on & in30, ring_t, NO_TIME).max(axis=1)
-        sent, last = cust["tp_old"][c], cust["tp_old_last"][c]
-        for tp in range(len(cat.touchpoints)):
-            on = past & (ring_p == tp)
-            st.touchpoint_sent[rows, tp] = sent[:, tp] + on.sum(axis=1)
-            st.last_touchpoint_time[rows, tp] = np.maximum(
-                last[:, tp], np.where(on, ring_t, NO_TIME).max(axis=1)
-            )
+        # Per (row, channel) and (row, touchpoint) cells of the flattened rings.
+        m, n_ch, n_tp = len(rows), len(cat.channels), len(cat.touchpoints)
+        row = np.arange(m)[:, None]
+        by_channel, by_touchpoint = row * n_ch + ring_c, row * n_tp + ring_p
+        st.contacts_7d[rows] = np.bincount(by_channel[in7], minlength=m * n_ch).reshape(m, n_ch)
+        st.contacts_30d[rows] = np.bincount(by_channel[in30], minlength=m * n_ch).reshape(m, n_ch)
+        last = np.full(m * n_ch, NO_TIME, dtype=np.int64)
+        np.maximum.at(last, by_channel[in30], ring_t[in30])
+        st.last_contact_time[rows] = last.reshape(m, n_ch)
+        sent = np.bincount(by_touchpoint[past], minlength=m * n_tp).reshape(m, n_tp)
+        st.touchpoint_sent[rows] = cust["tp_old"][c] + sent
+        last = cust["tp_old_last"][c].reshape(-1)  # a copy (fancy indexing)
+        np.maximum.at(last, by_touchpoint[past], ring_t[past])
+        st.last_touchpoint_time[rows] = last.reshape(m, n_tp)
         return st
 
     # -- decisions --------------------------------------------------------------------------
@@ -419,22 +422,15 @@ class MemoryStore:
         n = len(events)
         closed_before = self._watermark - rule.lateness_seconds
         results: list[EventResult | AnstossError | None] = [None] * n
-        keyed = [i for i, e in enumerate(events.event_ids) if e]
-        known = {
-            key: self._event_keys[key]
-            for key in {(events.customer_ids[i], events.event_ids[i]) for i in keyed}
-            if key in self._event_keys
-        }
-        keep = deduplicate(events, known, results)
+        keep = deduplicate(events, self._event_keys, results)
         about = np.flatnonzero(keep & np.isin(events.types, _DECISION_EVENT_CODES))
         if len(about):
             self._decision_events(events, about, results, keep, closed_before)
         rows = np.flatnonzero(keep)
+        keys, ids = self._event_keys, events.event_ids
         for i in rows.tolist():
-            if events.event_ids[i]:
-                self._event_keys[events.customer_ids[i], events.event_ids[i]] = content_of(
-                    events, i
-                )
+            if ids[i]:
+                keys[events.customer_ids[i], ids[i]] = (events, i)
         attributed = np.zeros(n, dtype=np.int64)
         if len(rows):
             self._apply(events, rows, attributed, closed_before)
