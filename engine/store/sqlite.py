@@ -920,31 +920,32 @@ class SQLiteStore:
             # without a reward and is never learned from.
             executed = arr[:, 5] == ACTIVATION_ACTIVE
             close_seq = np.arange(self._next_close_seq, self._next_close_seq + len(due))
-            conn.executemany(
-                "UPDATE decisions SET status = 2, reward = ?, reward_source = ?,"
-                " close_seq = ?, closed_time = ?, activation = ?,"
-                " not_executed_time = coalesce(not_executed_time, ?) WHERE seq = ?",
-                [
-                    (reward, "window", close, self._watermark, ACTIVATION_ACTIVE, None, seq)
-                    if ok
-                    else (
-                        None,
-                        "not_executed",
-                        close,
-                        self._watermark,
-                        ACTIVATION_NOT_EXECUTED,
-                        self._watermark,
-                        seq,
-                    )
-                    for reward, ok, close, seq in zip(
-                        rewards.tolist(),
-                        executed.tolist(),
-                        close_seq.tolist(),
-                        [int(r[0]) for r in due],
-                        strict=True,
-                    )
-                ],
+            rows = zip(
+                rewards.tolist(),
+                close_seq.tolist(),
+                [int(r[0]) for r in due],
+                executed.tolist(),
+                strict=True,
             )
+            window, skipped = [], []
+            for reward, close, seq, ok in rows:
+                if ok:
+                    window.append((reward, close, self._watermark, seq))
+                else:
+                    skipped.append((close, self._watermark, self._watermark, seq))
+            conn.executemany(
+                "UPDATE decisions SET status = 2, reward = ?, reward_source = 'window',"
+                " close_seq = ?, closed_time = ? WHERE seq = ?",
+                window,
+            )
+            if skipped:
+                conn.executemany(
+                    "UPDATE decisions SET status = 2, reward = NULL,"
+                    " reward_source = 'not_executed', close_seq = ?, closed_time = ?,"
+                    f" activation = {ACTIVATION_NOT_EXECUTED},"
+                    " not_executed_time = coalesce(not_executed_time, ?) WHERE seq = ?",
+                    skipped,
+                )
             arms = ",".join("?" * len(learners))
             closed = self._closed(
                 conn.execute(
