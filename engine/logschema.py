@@ -66,6 +66,10 @@ EVENT_COLUMNS: dict[str, str] = {
 EVENT_TYPE_NAMES = {int(t): t.name.lower() for t in EventType}
 STATUS_NAMES = {1: "open", 2: "closed"}
 ACTIVATION_NAMES = {1: "active", 2: "pending", 3: "not_executed"}
+_NUMBERS = {
+    "seq": "int64", "probability": "float64", "cost": "float64",
+    "attributed_value": "float64", "attributed_purchases": "int64", "unsubscribes": "int64",
+}  # fmt: skip
 _TIMES = (
     "time", "window_end", "closed_time",
     "delivered_time", "opened_time", "clicked_time", "not_executed_time",
@@ -96,12 +100,18 @@ def finish_decisions(frame: pd.DataFrame) -> pd.DataFrame:
     frame["reported_values"] = frame["reported_values"].astype("int64")
     frame["reported_value"] = frame["reported_value"].astype("float64")
     frame["close_seq"] = frame["close_seq"].fillna(-1).astype("int64")
+    for column, dtype in _NUMBERS.items():  # also when there are no rows
+        frame[column] = frame[column].astype(dtype)
     frame["reward"] = frame["reward"].astype("float64")
     return frame[list(DECISION_COLUMNS)].reset_index(drop=True)
 
 
 def finish_events(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
+    frame["seq"] = frame["seq"].astype("int64")
+    frame["value"] = frame["value"].astype("float64")
+    for column in ("event_id", "customer_id", "channel", "decision_id"):
+        frame[column] = frame[column].astype(object)  # whichever store built the frame
     frame["time"] = seconds_to_utc(frame["time"])
     frame["type"] = frame["type"].map(EVENT_TYPE_NAMES).astype("string")
     return frame[list(EVENT_COLUMNS)].reset_index(drop=True)

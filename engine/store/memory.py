@@ -47,10 +47,6 @@ from engine.store.base import Checkpoint, LogContext, OutcomeApplied
 from engine.store.columns import Columns, grow_cols, grow_rows
 from engine.timeutil import DAY
 
-# Contacts older than this before event time leave the per-customer ring for per-touchpoint
-# totals (the rules look back 30 days). Exact as long as no decision is asked for more than
-# that far behind event time (the simulator never is; the SQLite store is exact always).
-_KEEP = 30 * DAY
 _DECISION_EVENT_CODES = [int(t) for t in DECISION_EVENTS]
 _ATTRIBUTABLE = [int(EventType.PURCHASE), int(EventType.UNSUBSCRIBED)]
 
@@ -63,7 +59,7 @@ class MemoryStore:
     ) -> None:
         self.catalog = catalog
         self.instance_id = instance_id
-        n_channels, n_touchpoints = len(catalog.channels), len(catalog.touchpoints)
+        n_channels = len(catalog.channels)
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
         self._last_ids: list[str] | None = None
@@ -80,14 +76,13 @@ class MemoryStore:
                 "permission_time": (np.int64, (n_channels,), NO_TIME),
                 "unsubscribed": (bool, (n_channels,), False),
                 "unsubscribed_time": (np.int64, (n_channels,), NO_TIME),
-                # contacts that left the ring: count and latest time per touchpoint
-                "tp_old": (np.int64, (n_touchpoints,), 0),
-                "tp_old_last": (np.int64, (n_touchpoints,), NO_TIME),
             }
         )
-        # Recent contacts (a ring per customer: contact time, channel, touchpoint, decision;
-        # decision -1 = free slot) and open decisions per customer; both widen when a customer
-        # needs more slots.
+        # Every contact (per customer: contact time, channel, touchpoint, decision; decision -1 =
+        # a free slot, e.g. a contact taken back) and open decisions per customer; both widen
+        # when a customer needs more slots. All contacts are kept, so a decision at any time,
+        # however far behind event time, counts exactly what the SQLite store counts (a year of
+        # contacts is a few dozen slots).
         self._ring_t = np.full((16, 4), NO_TIME, dtype=np.int64)
         self._ring_c = np.full((16, 4), -1, dtype=np.int64)
         self._ring_p = np.full((16, 4), -1, dtype=np.int64)
@@ -222,9 +217,10 @@ class MemoryStore:
         last = np.full(m * n_ch, NO_TIME, dtype=np.int64)
         np.maximum.at(last, by_channel[in30], ring_t[in30])
         st.last_contact_time[rows] = last.reshape(m, n_ch)
-        sent = np.bincount(by_touchpoint[past], minlength=m * n_tp).reshape(m, n_tp)
-        st.touchpoint_sent[rows] = cust["tp_old"][c] + sent
-        last = cust["tp_old_last"][c].reshape(-1)  # a copy (fancy indexing)
+        st.touchpoint_sent[rows] = np.bincount(by_touchpoint[past], minlength=m * n_tp).reshape(
+            m, n_tp
+        )
+        last = np.full(m * n_tp, NO_TIME, dtype=np.int64)
         np.maximum.at(last, by_touchpoint[past], ring_t[past])
         st.last_touchpoint_time[rows] = last.reshape(m, n_tp)
         return st
@@ -333,25 +329,16 @@ class MemoryStore:
         actions = self._dec["action"][decisions]
         channel = cat.action_channel[actions]
         touchpoint = cat.action_touchpoint[actions]
-        old = self._watermark - _KEEP
         for rows in occurrence_rounds(cust):
             c = cust[rows]
-            # A free slot, or one whose contact is old enough to live on in the totals only;
-            # widen the ring when a customer has neither.
-            free = (self._ring_d[c] < 0) | (self._ring_t[c] <= old)
+            free = self._ring_d[c] < 0  # widen when a customer has no free slot
             if not free.any(axis=1).all():
                 self._ring_t = grow_cols(self._ring_t, NO_TIME)
                 self._ring_c = grow_cols(self._ring_c, -1)
                 self._ring_p = grow_cols(self._ring_p, -1)
                 self._ring_d = grow_cols(self._ring_d, -1)
-                free = (self._ring_d[c] < 0) | (self._ring_t[c] <= old)
+                free = self._ring_d[c] < 0
             slot = free.argmax(axis=1)
-            evicted = self._ring_d[c, slot] >= 0
-            if evicted.any():
-                ce, se = c[evicted], slot[evicted]
-                tp, t = self._ring_p[ce, se], self._ring_t[ce, se]
-                np.add.at(self._cust["tp_old"], (ce, tp), 1)
-                np.maximum.at(self._cust["tp_old_last"], (ce, tp), t)
             self._ring_t[c, slot] = times[rows]
             self._ring_c[c, slot] = channel[rows]
             self._ring_p[c, slot] = touchpoint[rows]
@@ -771,7 +758,7 @@ class MemoryStore:
     def decisions_frame(self) -> pd.DataFrame:
         frame = self._frame(np.arange(self._dec.n))
         if frame.empty:
-            frame = pd.DataFrame({c: [] for c in DECISION_COLUMNS})
+            frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in DECISION_COLUMNS})
         frame.loc[frame["close_seq"] < 0, "close_seq"] = np.nan
         return finish_decisions(frame)
 
